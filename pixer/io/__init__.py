@@ -1,0 +1,1 @@
+"""File I/O: micrographs, STAR and coordinate formats, safe atomic output."""
