@@ -1,0 +1,61 @@
+"""Simulate micrographs with exact ground truth.
+
+Particles of a density (a built-in pseudo-atomic demo model, an MRC map or an
+atomic model) are projected at uniform random orientations (RELION ZYZ
+convention), modulated by a CTF, summed with interference (carbon edge, ice
+gradient, contaminant blobs, aggregates) and white noise at the requested SNR
+(10·log10 signal power / noise power). Writes MRC micrographs, a RELION 3.1
+particles STAR, per-micrograph coordinates, clean projections, particle masks
+and the map used. Same --seed gives identical files.
+
+example:
+  pixer simulate --out sim --n 8 --size 1024 --apix 2.0 --snr-db -10 --seed 0
+  pixer simulate --out sim_cftr --n 4 --pdb 6msm.pdb --apix 1.5 --snr-db -15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from pixer.cli._common import positive_float, positive_int, write_run_record
+from pixer.simulate.dataset import simulate_dataset
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``pixer simulate``."""
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--n", type=positive_int, default=4, help="number of micrographs (default 4)")
+    parser.add_argument("--size", type=positive_int, default=1024, help="micrograph size in pixels (square)")
+    parser.add_argument("--apix", type=positive_float, default=2.0, help="pixel size in Å/px (default 2.0)")
+    parser.add_argument("--snr-db", type=float, default=-10.0, help="SNR in dB, 10·log10(Ps/Pn) (default -10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--map", help="density map (MRC) to project")
+    src.add_argument("--pdb", help="atomic model (PDB/mmCIF) to turn into density")
+    src.add_argument("--demo", default="apoferritin", help="built-in pseudo-atomic model (default apoferritin)")
+    parser.add_argument("--particles", type=positive_int, default=None,
+                        help="particles per micrograph (default: from size and particle diameter)")
+    parser.add_argument("--no-interference", action="store_true", help="no carbon, ice, contaminants")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``pixer simulate``."""
+    summary = simulate_dataset(
+        args.out,
+        n=args.n,
+        size=args.size,
+        apix=args.apix,
+        snr_db=args.snr_db,
+        seed=args.seed,
+        map_path=args.map,
+        pdb_path=args.pdb,
+        demo=args.demo,
+        particles_per_micrograph=args.particles,
+        interference=not args.no_interference,
+        progress=not args.no_progress,
+    )
+    write_run_record(args.out, "simulate", args)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

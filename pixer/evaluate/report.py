@@ -1,0 +1,92 @@
+"""Evaluate a picking run on disk: read picks and truth, match, write metrics.
+
+This is the file-level wrapper behind ``pixer evaluate``; the matching and the
+metrics themselves live in :mod:`pixer.evaluate.matching` and
+:mod:`pixer.evaluate.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixer.errors import PixerError
+from pixer.evaluate.metrics import evaluate
+from pixer.evaluate.plots import plot_pr_curve
+from pixer.io.coords import read_picks
+from pixer.io.paths import atomic_path, write_text_atomic
+
+
+def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
+    """Read picks from a ``pixer pick`` folder (``picks.csv``) or any coordinate source.
+
+    Returns the table and the micrograph pixel size the run recorded, if any.
+    """
+    apix = None
+    record = picks / "pixer_pick.json" if picks.is_dir() else None
+    if record is not None and record.exists():
+        apix = json.loads(record.read_text()).get("apix")
+    if picks.is_dir() and (picks / "picks.csv").exists():
+        table = read_picks(picks / "picks.csv")
+    else:
+        table = read_picks(picks)
+    return table, apix
+
+
+def _table_apix(table: pd.DataFrame) -> float | None:
+    if "apix" in table and table["apix"].notna().any():
+        return float(table["apix"].dropna().median())
+    return None
+
+
+def evaluate_run(
+    picks: Path,
+    truth: str | Path,
+    diameter_A: float,
+    out: Path,
+    apix: float | None = None,
+    radius_fraction: float = 0.5,
+) -> dict:
+    """Evaluate picks against truth and write ``metrics.json``, ``per_micrograph.csv``, ``pr_curve.png``.
+
+    Parameters
+    ----------
+    picks
+        A ``pixer pick`` output folder or any coordinate file/folder/glob.
+    truth
+        True coordinates in any format :func:`pixer.io.coords.read_picks` reads.
+    diameter_A
+        Particle diameter in Å; the match radius is ``radius_fraction × diameter``.
+    apix
+        Micrograph pixel size in Å/px; default: the pick run's record, else the
+        truth file's pixel size.
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``.
+    """
+    picks_df, run_apix = read_run_picks(Path(picks))
+    truth_df = read_picks(truth)
+    apix = apix or run_apix or _table_apix(truth_df) or _table_apix(picks_df)
+    if apix is None or not math.isfinite(apix):
+        raise PixerError(f"{truth}: micrograph pixel size unknown: pass --apix")
+    diameter_px = diameter_A / apix
+    if "score" not in picks_df or picks_df["score"].isna().all():
+        picks_df = picks_df.assign(score=1.0)
+    result = evaluate(picks_df, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
+    out.mkdir(parents=True, exist_ok=True)
+    per_mic = result.pop("per_micrograph")
+    with atomic_path(out / "per_micrograph.csv") as tmp:
+        per_mic.to_csv(tmp, index=False, float_format="%.4f")
+    precision, recall = np.asarray(result.pop("precision_curve")), np.asarray(result.pop("recall_curve"))
+    result.pop("thresholds", None)
+    plot_pr_curve({f"pixer (AUPRC {result['auprc']:.3f})": (precision, recall)}, out / "pr_curve.png")
+    result.update(apix=apix, diameter_A=diameter_A, radius_px=radius_fraction * diameter_px)
+    clean = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in result.items()}
+    write_text_atomic(out / "metrics.json", json.dumps(clean, indent=2) + "\n")
+    return clean

@@ -1,0 +1,22 @@
+"""Networks and their on-disk format."""
+
+from pixer.models.segmentation import (
+    TINY_CONFIG,
+    AtrousSegNet,
+    SegNetConfig,
+    Trunk,
+    n_parameters,
+    receptive_field,
+)
+from pixer.models.store import load_model, save_model
+
+__all__ = [
+    "TINY_CONFIG",
+    "AtrousSegNet",
+    "SegNetConfig",
+    "Trunk",
+    "load_model",
+    "n_parameters",
+    "receptive_field",
+    "save_model",
+]

@@ -1,0 +1,365 @@
+"""PIXER's grid-based local-maximum search on a particle-probability map.
+
+The released PIXER code turns the segmentation output into particle centres in
+five steps; each is one small function here, vectorised with torch so that the
+same code runs on CPU and CUDA tensors:
+
+1. :func:`smooth_map` correlates the map with a normalised Gaussian window the
+   size of the particle (side ``2*ceil(d/2)+1`` px, sigma ``d/4`` px), so that a
+   particle-sized blob peaks at its centre and small speckles are damped.
+2. :func:`grid_candidates` takes the arg-max of every grid cell of side
+   ``max(1, round(grid_fraction * d))`` px.
+3. :func:`hill_climb` moves every candidate to the maximum of the particle-sized
+   window around it, again and again (at most 500 steps), through a precomputed
+   "arg-max of my window" index map (:func:`window_argmax_map`). The end points
+   are the maxima of their own window; duplicates are removed.
+4. :func:`suppress_overlaps`: of two picks closer than a diameter whose square
+   boxes (side ``d``) overlap by more than ``overlap * d**2``, keep the stronger.
+5. :func:`grid_local_maxima` strings the steps together, sorts by score and
+   applies the ``min_score`` threshold, ``keep_fraction`` and ``max_picks`` cap.
+
+Units: everything here is in **pixels of the map**; the caller converts Å.
+Coordinates are returned as ``x`` = column, ``y`` = row of ``prob[y, x]``.
+
+Ties (a plateau of equal values) are broken towards the first pixel in raster
+order of each window, so hill climbing can never cycle and a flat plateau
+yields one pick (with ``smooth=True`` the plateau becomes a peak at its centre).
+
+Example
+-------
+>>> xy, scores = grid_local_maxima(prob, diameter_px=40.0, min_score=0.3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.spatial import cKDTree
+
+#: Gaussian sigma of the smoothing window, as a fraction of the particle diameter.
+SMOOTH_SIGMA_FRACTION = 0.25
+#: Bound on hill-climbing steps (as in the released PIXER code).
+MAX_CLIMB_STEPS = 500
+
+__all__ = [
+    "grid_local_maxima",
+    "smooth_map",
+    "grid_candidates",
+    "window_argmax_map",
+    "hill_climb",
+    "suppress_overlaps",
+    "picks_to_frame",
+]
+
+
+def _as_map(prob: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``(h, w)`` float32 (float64 kept) tensor with NaN/inf replaced by 0."""
+    t = prob if isinstance(prob, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(prob))
+    if t.ndim != 2:
+        raise ValueError(f"probability map must be 2-D (h, w), got shape {tuple(t.shape)}")
+    if t.dtype != torch.float64:
+        t = t.to(torch.float32)
+    return torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _odd_window(size_px: float) -> int:
+    """Odd window side (px) closest to ``size_px``, at least 1."""
+    return 2 * max(0, int(round(size_px / 2.0))) + 1
+
+
+def smooth_map(prob: torch.Tensor, diameter_px: float) -> torch.Tensor:
+    """Correlate a map with a normalised Gaussian window the size of the particle.
+
+    Parameters
+    ----------
+    prob
+        ``(h, w)`` float tensor, any device.
+    diameter_px
+        Particle diameter in map pixels. The window side is ``2*ceil(d/2)+1`` px,
+        sigma ``SMOOTH_SIGMA_FRACTION * d`` px; the kernel sums to 1, so a map in
+        [0, 1] stays in [0, 1]. Borders are padded by replication.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(h, w)`` smoothed map, same dtype and device.
+    """
+    half = max(1, int(math.ceil(diameter_px / 2.0)))
+    sigma = max(SMOOTH_SIGMA_FRACTION * diameter_px, 0.5)
+    x = torch.arange(-half, half + 1, dtype=prob.dtype, device=prob.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    img = F.pad(prob[None, None], (half, half, half, half), mode="replicate")[0, 0]
+    img = img.unfold(1, 2 * half + 1, 1) @ k  # (h + 2 half, w): along rows
+    img = img.t().contiguous().unfold(1, 2 * half + 1, 1) @ k  # (w, h): along columns
+    return img.t().contiguous()
+
+
+def grid_candidates(score: torch.Tensor, cell_px: int) -> torch.Tensor:
+    """Flat index of the arg-max of every ``cell_px`` x ``cell_px`` grid cell.
+
+    The map is padded with ``-inf`` to a multiple of the cell, so every cell holds
+    at least one real pixel and the padding is never chosen.
+
+    Parameters
+    ----------
+    score
+        ``(h, w)`` float tensor.
+    cell_px
+        Cell side in pixels (>= 1).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_cells,)`` int64 flat indices ``y * w + x`` into ``score``.
+    """
+    h, w = score.shape
+    c = max(1, int(cell_px))
+    gh, gw = -(-h // c), -(-w // c)
+    padded = F.pad(score[None, None], (0, gw * c - w, 0, gh * c - h), value=float("-inf"))[0, 0]
+    cells = padded.view(gh, c, gw, c).permute(0, 2, 1, 3).reshape(gh, gw, c * c)
+    arg = cells.argmax(dim=-1)
+    rows = torch.arange(gh, device=score.device)[:, None] * c + arg // c
+    cols = torch.arange(gw, device=score.device)[None, :] * c + arg % c
+    return (rows * w + cols).reshape(-1)
+
+
+def _first_argmax_scan(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running maximum along the last axis and the first position attaining it.
+
+    ``block`` is ``(..., k)``; returns the values and int32 positions ``(..., k)``.
+    The position is where the running maximum last rose strictly, so ties go to
+    the earliest element whatever ``torch.cummax``'s own tie rule is.
+    """
+    values = torch.cummax(block, dim=-1).values
+    rises = torch.ones_like(values, dtype=torch.bool)
+    rises[..., 1:] = values[..., 1:] > values[..., :-1]
+    pos = torch.arange(block.shape[-1], dtype=torch.int32, device=block.device) * rises
+    return values, torch.cummax(pos, dim=-1).values
+
+
+def _last_argmax_scan(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running maximum along the last axis and the last position attaining it."""
+    values = torch.cummax(block, dim=-1).values
+    pos = torch.arange(block.shape[-1], dtype=torch.int32, device=block.device) * (block == values)
+    return values, torch.cummax(pos, dim=-1).values
+
+
+def _sliding_argmax_1d(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred sliding-window maximum along the last axis (van Herk / Gil-Werman).
+
+    ``x`` is ``(n, L)``, ``k`` odd; outside the array counts as ``-inf``. Returns
+    the ``(n, L)`` window maxima and int32 positions (in ``[0, L)``) of the first
+    maximum, with ``O(1)`` work per element: each window is a suffix of one block
+    of ``k`` followed by a prefix of the next block.
+    """
+    n, length = x.shape
+    r = k // 2
+    n_blocks = -(-(length + 2 * r) // k)
+    xp = F.pad(x, (r, n_blocks * k - length - r), value=float("-inf"))
+    blocks = xp.view(n, n_blocks, k)
+    start = torch.arange(n_blocks * k, dtype=torch.int32, device=x.device) // k * k
+    pre_v, pre_i = _first_argmax_scan(blocks)
+    suf_v, suf_i = _last_argmax_scan(blocks.flip(-1))
+    # Window of output j covers padded positions [j, j + k - 1].
+    sv = suf_v.flip(-1).reshape(n, -1)[:, :length]
+    si = (k - 1 - r) - suf_i.flip(-1).reshape(n, -1)[:, :length] + start[:length]
+    pv = pre_v.reshape(n, -1)[:, k - 1 : k - 1 + length]
+    pi = pre_i.reshape(n, -1)[:, k - 1 : k - 1 + length] + (start[k - 1 : k - 1 + length] - r)
+    take_suffix = sv >= pv  # the suffix holds the earlier positions
+    return torch.where(take_suffix, sv, pv), torch.where(take_suffix, si, pi)
+
+
+def window_argmax_map(score: torch.Tensor, window_px: int) -> torch.Tensor:
+    """For every pixel, the flat index of the maximum of the window centred on it.
+
+    Computed separably (along rows, then along columns) with a block-scan
+    sliding maximum, ``O(1)`` per pixel whatever the window. Ties go to the
+    first pixel in raster order of the window (smallest row, then column).
+
+    Parameters
+    ----------
+    score
+        ``(h, w)`` float tensor.
+    window_px
+        Odd window side in pixels; pixels outside the map never win.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(h, w)`` int64 flat indices ``y * w + x``.
+    """
+    h, w = score.shape
+    k = int(window_px) | 1
+    row_max, col_idx = _sliding_argmax_1d(score, k)  # (h, w): best column in each row window
+    _, row_idx = _sliding_argmax_1d(row_max.t().contiguous(), k)  # (w, h): best row
+    row_idx = row_idx.t().long()
+    col = col_idx.gather(0, row_idx)
+    return row_idx * w + col
+
+
+def hill_climb(start: torch.Tensor, next_idx: torch.Tensor, max_steps: int = MAX_CLIMB_STEPS) -> torch.Tensor:
+    """Follow "jump to the arg-max of my window" from each start to a fixed point.
+
+    Parameters
+    ----------
+    start
+        ``(n,)`` int64 flat pixel indices.
+    next_idx
+        ``(h*w,)`` int64, the window arg-max map of :func:`window_argmax_map`.
+    max_steps
+        Bound on the number of jumps.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(k,)`` sorted, de-duplicated end points (``k <= n``). Values never
+        decrease along a path and ties move strictly backwards in raster order,
+        so paths cannot cycle.
+    """
+    idx = torch.unique(start)
+    for _ in range(max_steps):
+        new = torch.unique(next_idx[idx])
+        if new.shape == idx.shape and torch.equal(new, idx):
+            break
+        idx = new
+    return idx
+
+
+def suppress_overlaps(xy: np.ndarray, diameter_px: float, overlap: float = 0.7) -> np.ndarray:
+    """Greedy non-maximum suppression of overlapping particle boxes.
+
+    Of two picks closer than ``diameter_px`` whose square boxes of side
+    ``diameter_px`` overlap by more than ``overlap * diameter_px**2`` (overlap
+    area ``(d - |dx|) * (d - |dy|)``), the stronger one is kept; a pick removed
+    by a stronger one does not suppress others (greedy in score order).
+
+    Parameters
+    ----------
+    xy
+        ``(n, 2)`` float, pixel coordinates **sorted by decreasing score**.
+    diameter_px
+        Particle diameter (box side) in pixels.
+    overlap
+        Fraction of the box area above which the weaker pick is dropped.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n,)`` bool, True for picks to keep.
+    """
+    n = len(xy)
+    keep = np.ones(n, dtype=bool)
+    if n < 2 or diameter_px <= 0:
+        return keep
+    d = float(diameter_px)
+    pairs = cKDTree(xy).query_pairs(r=d, output_type="ndarray")  # i < j: i is stronger
+    if len(pairs) == 0:
+        return keep
+    delta = np.abs(xy[pairs[:, 0]] - xy[pairs[:, 1]])
+    close = np.hypot(delta[:, 0], delta[:, 1]) < d
+    area = np.clip(d - delta[:, 0], 0, None) * np.clip(d - delta[:, 1], 0, None)
+    pairs = pairs[close & (area > overlap * d * d)]
+    # Resolve the greedy order in parallel rounds: a pick is settled once all its
+    # stronger conflicting neighbours are settled.
+    state = np.zeros(n, dtype=np.int8)  # 0 unsettled, 1 kept, -1 suppressed
+    involved = np.zeros(n, dtype=bool)
+    involved[pairs.ravel()] = True
+    state[~involved] = 1
+    while (state == 0).any():
+        strong, weak = pairs[:, 0], pairs[:, 1]
+        killed = np.zeros(n, dtype=bool)
+        killed[weak[state[strong] == 1]] = True
+        pending = np.zeros(n, dtype=bool)
+        pending[weak[state[strong] == 0]] = True
+        undecided = state == 0
+        state[undecided & killed] = -1
+        state[undecided & ~killed & ~pending] = 1
+    return state == 1
+
+
+def grid_local_maxima(
+    prob: np.ndarray | torch.Tensor,
+    diameter_px: float,
+    grid_fraction: float = 0.1,
+    window_fraction: float = 1.0,
+    overlap: float = 0.7,
+    min_score: float = 0.0,
+    max_picks: int | None = None,
+    smooth: bool = True,
+    keep_fraction: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find particle centres on a probability map (PIXER's grid local maximum).
+
+    Parameters
+    ----------
+    prob
+        ``(h, w)`` probability map in [0, 1], numpy array or torch tensor (CPU or
+        CUDA; the work runs on the tensor's device).
+    diameter_px
+        Particle diameter in **map pixels** (convert from Å before calling).
+    grid_fraction
+        Grid cell side as a fraction of the diameter (cell = ``max(1, round(f*d))`` px).
+    window_fraction
+        Hill-climbing window side as a fraction of the diameter (odd, >= 1 px).
+    overlap
+        Box-overlap fraction of ``d**2`` above which the weaker of two picks is dropped.
+    min_score
+        Keep picks whose score is **strictly above** this (so the default 0 drops
+        empty background).
+    max_picks
+        Keep at most this many (the strongest); None for no cap.
+    smooth
+        Correlate the map with a particle-sized Gaussian window first.
+    keep_fraction
+        Keep the strongest fraction of picks after suppression (PIXER keeps
+        60-80 %); 1.0 keeps all.
+
+    Returns
+    -------
+    xy
+        ``(n, 2)`` float64 pixel coordinates, ``[x = column, y = row]``, 0-based.
+    scores
+        ``(n,)`` float64 (smoothed) map value at each pick, sorted descending.
+    """
+    if not diameter_px > 0:
+        raise ValueError(f"diameter_px must be > 0, got {diameter_px}")
+    score = _as_map(prob)
+    h, w = score.shape
+    if h == 0 or w == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    with torch.no_grad():
+        if smooth:
+            score = smooth_map(score, diameter_px)
+        cell = max(1, int(round(grid_fraction * diameter_px)))
+        start = grid_candidates(score, cell)
+        next_idx = window_argmax_map(score, _odd_window(window_fraction * diameter_px)).reshape(-1)
+        peaks = hill_climb(start, next_idx)
+        values = score.reshape(-1)[peaks]
+        ok = values > min_score
+        peaks, values = peaks[ok], values[ok]
+        order = torch.argsort(values, descending=True, stable=True)
+        peaks = peaks[order].cpu().numpy()
+        values = values[order].cpu().numpy().astype(np.float64)
+    xy = np.stack([peaks % w, peaks // w], axis=1).astype(np.float64)
+    keep = suppress_overlaps(xy, diameter_px, overlap)
+    xy, values = xy[keep], values[keep]
+    n = len(values)
+    if keep_fraction < 1.0:
+        n = int(math.ceil(max(keep_fraction, 0.0) * n))
+    if max_picks is not None:
+        n = min(n, max(int(max_picks), 0))
+    return xy[:n], values[:n]
+
+
+def picks_to_frame(xy: np.ndarray, scores: np.ndarray, micrograph: str | None = None) -> pd.DataFrame:
+    """Picks as a table with columns ``micrograph`` (if given), ``x``, ``y``, ``score`` (pixels)."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    data = {"x": xy[:, 0], "y": xy[:, 1], "score": np.asarray(scores, dtype=np.float64)}
+    if micrograph is not None:
+        data = {"micrograph": [micrograph] * len(xy), **data}
+    return pd.DataFrame(data)

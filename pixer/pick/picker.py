@@ -1,0 +1,175 @@
+"""The core of ``pixer pick``: one micrograph in, a picks table out.
+
+``pick_image`` is the pure function the architecture describes:
+``(image, pixel size, model, parameters) → picks``. The micrograph is
+Fourier-cropped to the pixel size the model expects (the particle diameter in
+Å divided by the model's ``particle_px``), normalised, segmented tile by tile
+into a particle-probability map, and the grid-based local-maximum search turns
+the map into centres, which are scaled back to the input micrograph's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pixer.data.preprocess import prepare
+from pixer.data.tiles import Stitcher, iter_tile_batches
+from pixer.pick.localmax import grid_local_maxima
+
+
+@dataclass
+class PickParams:
+    """Picking parameters; lengths in Å.
+
+    Attributes
+    ----------
+    diameter_A
+        Particle diameter in Å.
+    threshold
+        Minimum score (probability map peak, 0-1) a pick must reach.
+    min_distance_A
+        Two picks closer than this are one particle (default: 0.8 × diameter
+        through the local-maximum search's overlap rule).
+    grid_fraction
+        Grid cell of the local-maximum search as a fraction of the diameter.
+    max_picks
+        Cap on picks per micrograph (``None``: no cap).
+    batch_size
+        Tiles per forward pass.
+    tile, stride
+        Inference tile and stride in pixels at the model's pixel size
+        (PIXER: 512 and 256; overlaps are averaged).
+    """
+
+    diameter_A: float
+    threshold: float = 0.5
+    min_distance_A: float | None = None
+    grid_fraction: float = 0.1
+    max_picks: int | None = None
+    batch_size: int = 8
+    tile: int = 512
+    stride: int = 256
+
+
+def model_apix(config: dict, diameter_A: float, apix: float) -> float:
+    """Pixel size (Å/px) at which the model sees a particle of ``diameter_A``.
+
+    Models store ``particle_px``, the particle diameter in pixels they were
+    trained at; the micrograph is binned to ``diameter_A / particle_px``, but
+    never finer than its own pixel size (no upsampling).
+    """
+    return max(float(apix), float(diameter_A) / float(config["particle_px"]))
+
+
+@torch.no_grad()
+def probability_map(
+    image: np.ndarray,
+    model: torch.nn.Module,
+    tile: int,
+    stride: int,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """Particle-probability map of a prepared (binned, normalised) image.
+
+    Tiles are pushed through the network in batches and stitched by averaging
+    overlaps, so memory is bounded by ``batch_size`` tiles whatever the
+    micrograph size.
+
+    Parameters
+    ----------
+    image
+        ``(h, w)`` float32, already at the model's pixel size and normalised.
+    model
+        Segmentation network returning logits ``(b, 1, t, t)``.
+    tile, stride
+        Tile size and stride in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        ``(h, w)`` float32 probabilities in [0, 1].
+    """
+    model.eval()
+    stitcher = Stitcher(image.shape, tile, device=device)
+    for batch, positions in iter_tile_batches(image, tile, stride, batch_size):
+        x = torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32, device=device)
+        prob = torch.sigmoid(model(x[:, None]))[:, 0]
+        stitcher.add(prob, positions)
+    return stitcher.result().float().cpu().numpy()
+
+
+def pick_image(
+    image: np.ndarray,
+    apix: float,
+    model: torch.nn.Module,
+    config: dict,
+    params: PickParams,
+    device: str | torch.device = "cpu",
+) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """Pick particles on one micrograph.
+
+    Parameters
+    ----------
+    image
+        ``(h, w)`` micrograph (any real dtype), finite values.
+    apix
+        Its pixel size in Å/px.
+    model, config
+        Segmentation network and its stored configuration (``particle_px``,
+        ``norm_k``).
+    params
+        Picking parameters (Å).
+
+    Returns
+    -------
+    picks
+        Columns ``x``, ``y`` (micrograph pixels, 0-based, x = column) and
+        ``score``, sorted by descending score.
+    prob
+        ``(h', w')`` probability map at the binned pixel size.
+    apix_used
+        Pixel size of ``prob`` in Å/px.
+    """
+    target = model_apix(config, params.diameter_A, apix)
+    small, apix_used = prepare(np.asarray(image, dtype=np.float32), apix, target, k=config.get("norm_k", 3.0))
+    prob = probability_map(small, model, params.tile, params.stride, params.batch_size, device)
+    diameter_px = params.diameter_A / apix_used
+    xy, scores = grid_local_maxima(
+        prob,
+        diameter_px,
+        grid_fraction=params.grid_fraction,
+        min_score=params.threshold,
+        max_picks=params.max_picks,
+    )
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    scale_x = image.shape[1] / small.shape[1]
+    scale_y = image.shape[0] / small.shape[0]
+    picks = pd.DataFrame(
+        {"x": xy[:, 0] * scale_x, "y": xy[:, 1] * scale_y, "score": np.asarray(scores, dtype=np.float64)}
+    )
+    if params.min_distance_A:
+        picks = _enforce_min_distance(picks, params.min_distance_A / apix)
+    return picks.sort_values("score", ascending=False, ignore_index=True), prob, apix_used
+
+
+def _enforce_min_distance(picks: pd.DataFrame, min_px: float) -> pd.DataFrame:
+    """Greedy removal of weaker picks closer than ``min_px`` to a stronger one."""
+    from scipy.spatial import cKDTree
+
+    if len(picks) < 2:
+        return picks
+    order = np.argsort(-picks["score"].to_numpy(), kind="stable")
+    xy = picks[["x", "y"]].to_numpy()[order]
+    tree = cKDTree(xy)
+    keep = np.ones(len(xy), dtype=bool)
+    for i in range(len(xy)):
+        if keep[i]:
+            for j in tree.query_ball_point(xy[i], min_px):
+                if j > i:
+                    keep[j] = False
+    return picks.iloc[order[keep]].reset_index(drop=True)
