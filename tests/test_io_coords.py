@@ -10,8 +10,8 @@ import pytest
 import starfile
 
 from pixer.errors import PixerError
+from pixer.io.match import match_micrograph_names
 from pixer.io.coords import (
-    match_micrograph_names,
     read_box,
     read_csv,
     read_picks,

@@ -1,7 +1,6 @@
 """File I/O: micrographs, STAR and coordinate formats, safe atomic output."""
 
 from pixer.io.coords import (
-    match_micrograph_names,
     read_box,
     read_csv,
     read_picks,
@@ -11,6 +10,7 @@ from pixer.io.coords import (
     write_relion_coords,
     write_topaz,
 )
+from pixer.io.match import match_micrograph_names
 from pixer.io.micrographs import Micrograph, list_micrographs, read_micrograph, write_micrographs_star
 from pixer.io.star import micrograph_pixel_sizes, read_particles, read_star_blocks, write_particles_star
 

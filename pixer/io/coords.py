@@ -10,7 +10,7 @@ Conventions
   corner + size / 2 (no y flip; the same as RELION and crYOLO).
 - Per-micrograph formats (``.box``, RELION coordinate STARs) take the
   micrograph name from the file stem, e.g. ``mic_001_autopick``;
-  :func:`match_micrograph_names` maps such names back to micrograph files.
+  :func:`pixer.io.match.match_micrograph_names` maps such names back to micrograph files.
 
 Writers are atomic and derive file names through
 :func:`pixer.io.paths.output_path`, so names such as ``../../x.mrc`` or
@@ -23,20 +23,18 @@ import glob
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import starfile
 
 from pixer.errors import PixerError, file_error
+from pixer.io.match import name_keys
 from pixer.io.paths import atomic_path, output_path, write_text_atomic
 from pixer.io.star import read_particles, read_star_blocks
 
-#: Suffixes that coordinate files add to the micrograph stem.
-COORD_SUFFIXES = ("_autopick", "_manualpick", "_pick", "_pixer", "_coords")
 PICK_SUFFIXES = (".star", ".box", ".txt", ".tsv", ".csv")
-_CRYOSPARC_UID = re.compile(r"^\d{15,}_")
 
 
 def _table(path: Path, micrograph, x, y, score=None) -> pd.DataFrame:
@@ -259,84 +257,6 @@ def read_picks(
     return df
 
 
-def _strip_coord_suffix(stem: str) -> str:
-    for suffix in COORD_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
-
-
-def _keys(name: str) -> list[str]:
-    """Keys of a name from most to least specific: exact, basename, stem,
-    stem without a coordinate-file suffix, stem without a cryoSPARC UID."""
-    base = PurePosixPath(name.replace("\\", "/")).name
-    stem = base.rsplit(".", 1)[0] if "." in base else base
-    stripped = _strip_coord_suffix(stem)
-    return [name, base, stem, stripped, _CRYOSPARC_UID.sub("", stripped)]
-
-
-def match_micrograph_names(
-    picks_df: pd.DataFrame, micrograph_paths: Sequence[str | os.PathLike], on_unknown: str = "error"
-) -> pd.Series:
-    """Map each pick to its micrograph file.
-
-    A pick's ``micrograph`` name is compared with each file at the first level
-    that gives a unique answer: the exact path string (or, for a relative
-    name such as ``Movies/a/mic_001.mrc``, the one file whose path ends with
-    it), the basename
-    (``mic_001.mrc``), the stem (``mic_001``), the stem with a coordinate-file
-    suffix (``_autopick``, ``_pick``, ``_manualpick``, ``_pixer``,
-    ``_coords``) stripped, and finally without a leading cryoSPARC UID
-    (``001281467243737059_``). A key shared by two files is ambiguous at that
-    level and is skipped.
-
-    Parameters
-    ----------
-    picks_df
-        Particles table with a ``micrograph`` column.
-    micrograph_paths
-        Micrograph files, e.g. from :func:`pixer.io.micrographs.list_micrographs`.
-    on_unknown
-        ``"error"``: raise if a pick's micrograph is not found; ``"drop"``:
-        leave those rows out of the result.
-
-    Returns
-    -------
-    pandas.Series
-        Index of ``picks_df`` (without dropped rows) -> ``Path``.
-    """
-    if on_unknown not in ("error", "drop"):
-        raise ValueError(f"on_unknown must be 'error' or 'drop', not {on_unknown!r}")
-    paths = [Path(p) for p in micrograph_paths]
-    levels: list[dict[str, Path | None]] = [{} for _ in range(5)]
-    same_base: dict[str, list[Path]] = {}
-    for p in paths:
-        same_base.setdefault(p.name, []).append(p)
-        for level, key in zip(levels, _keys(p.as_posix())):
-            level[key] = None if key in level and level[key] != p else p
-    lookup: dict[str, Path | None] = {}
-    for name in pd.unique(picks_df["micrograph"].astype(str)):
-        keys = _keys(name)
-        hit = levels[0].get(keys[0])
-        if hit is None and "/" in keys[0]:  # a relative path naming one of several same-named files
-            tails = [p for p in same_base.get(keys[1], []) if p.as_posix().endswith("/" + keys[0].lstrip("./"))]
-            hit = tails[0] if len(tails) == 1 else None
-        for level, key in zip(levels[1:], keys[1:]):
-            if hit is not None:
-                break
-            hit = level.get(key)
-        lookup[name] = hit
-    result = picks_df["micrograph"].astype(str).map(lookup)
-    unknown = [n for n, p in lookup.items() if p is None]
-    if unknown and on_unknown == "error":
-        source = picks_df.attrs.get("source", "picks")
-        raise PixerError(
-            f"{source}: {len(unknown)} micrograph name(s) match no micrograph file "
-            f"(e.g. {', '.join(unknown[:3])}) among {len(paths)} files"
-        )
-    return result[result.notna()]
-
-
 def _per_micrograph(df: pd.DataFrame, outdir: Path, suffix: str) -> list[tuple[str, Path, pd.DataFrame]]:
     """Group picks by micrograph with their safe output paths; refuse collisions."""
     groups, seen = [], {}
@@ -422,7 +342,7 @@ def write_topaz(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     _check(df, path)
-    stems = [_keys(str(m))[2] for m in df["micrograph"]]
+    stems = [name_keys(str(m))[2] for m in df["micrograph"]]
     out = pd.DataFrame({"image_name": stems, "x_coord": df["x"].to_numpy(), "y_coord": df["y"].to_numpy()})
     if "score" in df.columns:
         out["score"] = df["score"].to_numpy()

@@ -12,7 +12,7 @@ Flavours read
   ``rlnDetectorPixelSize`` [µm] / ``rlnMagnification`` x 1e4.
 - Coordinate / autopick STARs (``rlnCoordinateX/Y`` [+ FOM], no
   ``rlnMicrographName``): the micrograph name is the file stem, e.g.
-  ``mic_001_autopick`` (see :func:`pixer.io.coords.match_micrograph_names`).
+  ``mic_001_autopick`` (see :func:`pixer.io.match.match_micrograph_names`).
 - crYOLO and cryoSPARC (csparc2star) exports: the same columns, with or
   without optics.
 

@@ -14,7 +14,8 @@ Image model (all arrays ``(h, w)``, ``img[y, x]``)::
   pixels of the particle ``mask``. For a micrograph without particles the noise level
   is that of the same settings, estimated from 8 random views.
 * **mask** marks pixels where a particle's CTF-free projection exceeds
-  ``mask_threshold`` (default 0.1) times that particle's projection maximum.
+  ``mask_threshold`` (default 0.1) times that particle's projection maximum,
+  holes filled.
 * **junk_mask** marks interference: carbon, contaminant blobs and aggregates (not
   the ice gradient, which covers everything). No particle centre lies within a
   particle radius of junk.
@@ -268,6 +269,7 @@ def simulate_micrograph(
     clean = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
     _paste(clean, imgs[:n], corners[:n], mask, mask_threshold)
+    mask = ndi.binary_fill_holes(mask)
     aggregates = np.zeros(shape, np.float32)
     if len(agg_xy):
         yy, xx = np.mgrid[0:box, 0:box] - box // 2

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pixer.data.preprocess import prepare
 from pixer.errors import PixerError
-from pixer.io.coords import match_micrograph_names
+from pixer.io.match import match_micrograph_names
 from pixer.io.micrographs import read_micrograph
 from pixer.labels.discs import DEFAULT_FRACTION, disc_labels_for_picks
 
@@ -46,7 +46,7 @@ def disc_samples(
     micrographs
         Micrograph files; each pick's ``micrograph`` name is matched to one
         (exact path, basename, stem, ...; see
-        :func:`pixer.io.coords.match_micrograph_names`). Micrographs without
+        :func:`pixer.io.match.match_micrograph_names`). Micrographs without
         picks are kept as negatives.
     picks
         Particles table in micrograph pixels.
