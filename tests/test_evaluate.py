@@ -159,3 +159,13 @@ def test_plots_write_png(tmp_path):
         data = p.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
     assert sorted(f.name for f in tmp_path.rglob("*") if f.is_file()) == ["a.png", "b.png", "pr.png"]
+
+
+def test_evaluate_radius_fraction_and_curve_keys():
+    picks = frame("m", [[2.0, 0.0]], scores=[0.5])
+    truth = frame("m", [[0.0, 0.0]])
+    assert evaluate(picks, truth, diameter_px=10, radius_fraction=0.1)["tp"] == 0
+    res = evaluate(picks, truth, diameter_px=10)
+    assert res["tp"] == 1 and res["radius_px"] == 5.0
+    assert res["precision_curve"].tolist() == [1.0] and res["recall_curve"].tolist() == [1.0]
+    assert res["thresholds"].tolist() == [0.5]

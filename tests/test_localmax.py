@@ -77,7 +77,7 @@ def test_transposing_the_map_transposes_the_picks():
 def test_threshold_cap_and_keep_fraction():
     centres = [(20 + 30 * i, 30) for i in range(5)]
     prob = blob_map((60, 170), centres) * np.linspace(0.5, 1.0, 170, dtype=np.float32)[None, :]
-    xy, s = grid_local_maxima(prob, D, min_score=0.1)
+    xy, _ = grid_local_maxima(prob, D, min_score=0.1)
     assert len(xy) == 5 and xy[0, 0] > xy[-1, 0]  # strongest on the right
     assert len(grid_local_maxima(prob, D, min_score=0.1, max_picks=2)[0]) == 2
     assert len(grid_local_maxima(prob, D, min_score=0.1, keep_fraction=0.6)[0]) == 3

@@ -4,7 +4,12 @@ See :mod:`pixer.evaluate.metrics` for exactly what is computed.
 """
 
 from pixer.evaluate.matching import match_picks, match_tables, mic_key
-from pixer.evaluate.metrics import average_precision, evaluate, precision_recall_curve, prf
+from pixer.evaluate.metrics import (
+    average_precision,
+    evaluate,
+    precision_recall_curve,
+    prf,
+)
 
 __all__ = [
     "average_precision",

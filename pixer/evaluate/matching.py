@@ -15,7 +15,6 @@ common coordinate-file suffixes).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,29 +25,21 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from pixer.errors import PixerError
+from pixer.io.match import name_keys
 
-#: Suffixes that coordinate files add to a micrograph's stem.
-COORD_SUFFIXES = ("_autopick", "_manualpick", "_pick", "_pixer", "_coords")
-
-__all__ = ["match_picks", "match_tables", "mic_key", "COORD_SUFFIXES"]
+__all__ = ["match_picks", "match_tables", "mic_key"]
 
 
 def mic_key(name: str) -> str:
     """Normalised micrograph key: basename, no extension, no coordinate suffix.
 
+    The same key :func:`pixer.io.match.match_micrograph_names` uses at its
+    fourth level.
+
     >>> mic_key("MotionCorr/job002/Movies/mic_001_autopick.star")
     'mic_001'
     """
-    base = re.split(r"[\\/]", str(name))[-1]
-    if "." in base.lstrip("."):
-        base = base.rsplit(".", 1)[0]
-    changed = True
-    while changed:
-        changed = False
-        for suffix in COORD_SUFFIXES:
-            if base.endswith(suffix) and len(base) > len(suffix):
-                base, changed = base[: -len(suffix)], True
-    return base
+    return name_keys(str(name))[3]
 
 
 def _candidate_pairs(pred: np.ndarray, true: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:

@@ -30,7 +30,7 @@ import pandas as pd
 from pixer.errors import PixerError
 from pixer.evaluate.matching import match_tables
 
-__all__ = ["precision_recall_curve", "average_precision", "prf", "evaluate"]
+__all__ = ["average_precision", "evaluate", "precision_recall_curve", "prf"]
 
 
 def prf(tp: float, n_picks: float, n_true: float) -> tuple[float, float, float]:
@@ -110,6 +110,7 @@ def evaluate(
     diameter_px: float | None = None,
     *,
     radius_px: float | None = None,
+    radius_fraction: float = 0.5,
     threshold: float | None = None,
 ) -> dict:
     """Score picks against ground truth (see the module docstring for the exact rules).
@@ -121,9 +122,12 @@ def evaluate(
     truth_df
         Ground truth: ``micrograph``, ``x``, ``y`` in the same pixels.
     diameter_px
-        Particle diameter in pixels; the matching radius is half of it.
+        Particle diameter in pixels; the matching radius is
+        ``radius_fraction * diameter_px``.
     radius_px
         Matching radius in pixels (overrides ``diameter_px``).
+    radius_fraction
+        Matching radius as a fraction of the diameter (default 0.5).
     threshold
         Score threshold for the point metrics; None uses all picks.
 
@@ -133,15 +137,16 @@ def evaluate(
         ``precision``, ``recall``, ``f1``, ``n_picks`` (picks at the threshold),
         ``n_true``, ``tp`` (pooled over micrographs, at the threshold);
         ``best_f1``, ``best_threshold``, ``best_precision``, ``best_recall``,
-        ``auprc``, ``radius_px``, ``threshold``; ``curve`` = dict of arrays
-        ``precision``, ``recall``, ``thresholds``; ``per_micrograph`` =
+        ``auprc``, ``radius_px``, ``threshold`` (plain numbers or None); the
+        curve as arrays ``precision_curve``, ``recall_curve``, ``thresholds``;
+        ``per_micrograph`` =
         DataFrame (micrograph, n_picks, n_true, tp, precision, recall, f1) at
         the threshold.
     """
     if radius_px is None:
         if diameter_px is None:
             raise PixerError("evaluate: give a particle diameter or a matching radius (pixels)")
-        radius_px = 0.5 * float(diameter_px)
+        radius_px = radius_fraction * float(diameter_px)
     if not radius_px > 0:
         raise PixerError(f"evaluate: matching radius must be > 0 px, got {radius_px}")
     picks = picks_df.copy()
@@ -165,7 +170,7 @@ def evaluate(
         "recall": r,
         "f1": f,
         "tp": n_tp,
-        "n_picks": int(len(kept)),
+        "n_picks": len(kept),
         "n_true": n_true,
         "threshold": threshold,
         "radius_px": float(radius_px),
@@ -174,6 +179,8 @@ def evaluate(
         "best_precision": float(precision[best]) if best is not None else 1.0,
         "best_recall": float(recall[best]) if best is not None else 0.0,
         "auprc": average_precision(precision, recall),
-        "curve": {"precision": precision, "recall": recall, "thresholds": thresholds},
+        "precision_curve": precision,
+        "recall_curve": recall,
+        "thresholds": thresholds,
         "per_micrograph": _per_micrograph(kept, n_true_per),
     }

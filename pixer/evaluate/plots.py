@@ -23,7 +23,7 @@ from pixer.io.paths import atomic_path
 #: Longest side (px) of the micrograph as drawn; bigger images are block-averaged.
 MAX_DISPLAY_SIDE = 2048
 
-__all__ = ["plot_pr_curve", "plot_picks", "display_image"]
+__all__ = ["display_image", "plot_picks", "plot_pr_curve"]
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
@@ -158,7 +158,7 @@ def plot_picks(
     ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     d = diameter_px / b
     # Pixel centres sit at integer coordinates in imshow; binning shifts them by (b - 1) / 2.
-    to_shown = lambda xy: (xy - (b - 1) / 2.0) / b  # noqa: E731
+    to_shown = lambda xy: (xy - (b - 1) / 2.0) / b
     if truth_xy is None:
         _circles(ax, to_shown(picks), d, "cyan", "picks")
         counts = f"{len(picks)} picks"

@@ -23,9 +23,13 @@ _CRYOSPARC_UID = re.compile(r"^\d{15,}_")
 
 
 def _strip_coord_suffix(stem: str) -> str:
-    for suffix in COORD_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
+    """Remove coordinate-file suffixes, also stacked ones (``mic_pixer_coords``)."""
+    changed = True
+    while changed:
+        changed = False
+        for suffix in COORD_SUFFIXES:
+            if stem.endswith(suffix) and len(stem) > len(suffix):
+                stem, changed = stem[: -len(suffix)], True
     return stem
 
 

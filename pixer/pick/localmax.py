@@ -46,13 +46,13 @@ SMOOTH_SIGMA_FRACTION = 0.25
 MAX_CLIMB_STEPS = 500
 
 __all__ = [
-    "grid_local_maxima",
-    "smooth_map",
     "grid_candidates",
-    "window_argmax_map",
+    "grid_local_maxima",
     "hill_climb",
-    "suppress_overlaps",
     "picks_to_frame",
+    "smooth_map",
+    "suppress_overlaps",
+    "window_argmax_map",
 ]
 
 
@@ -88,15 +88,21 @@ def smooth_map(prob: torch.Tensor, diameter_px: float) -> torch.Tensor:
     torch.Tensor
         ``(h, w)`` smoothed map, same dtype and device.
     """
+    h, w = prob.shape
     half = max(1, int(math.ceil(diameter_px / 2.0)))
     sigma = max(SMOOTH_SIGMA_FRACTION * diameter_px, 0.5)
     x = torch.arange(-half, half + 1, dtype=prob.dtype, device=prob.device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()
     img = F.pad(prob[None, None], (half, half, half, half), mode="replicate")[0, 0]
-    img = img.unfold(1, 2 * half + 1, 1) @ k  # (h + 2 half, w): along rows
-    img = img.t().contiguous().unfold(1, 2 * half + 1, 1) @ k  # (w, h): along columns
-    return img.t().contiguous()
+    hp, wp = img.shape
+    # Multiply spectra; the circular wrap never reaches the cropped valid region.
+    # The separable kernel's 2-D spectrum is the outer product of two 1-D ones.
+    ky = torch.roll(F.pad(k, (0, hp - k.numel())), -half)
+    kx = torch.roll(F.pad(k, (0, wp - k.numel())), -half)
+    spectrum = torch.fft.fft(ky)[:, None] * torch.fft.rfft(kx)[None, :]
+    out = torch.fft.irfft2(torch.fft.rfft2(img) * spectrum, s=(hp, wp))
+    return out[half : half + h, half : half + w].contiguous()
 
 
 def grid_candidates(score: torch.Tensor, cell_px: int) -> torch.Tensor:
@@ -193,7 +199,7 @@ def window_argmax_map(score: torch.Tensor, window_px: int) -> torch.Tensor:
     torch.Tensor
         ``(h, w)`` int64 flat indices ``y * w + x``.
     """
-    h, w = score.shape
+    w = score.shape[1]
     k = int(window_px) | 1
     row_max, col_idx = _sliding_argmax_1d(score, k)  # (h, w): best column in each row window
     _, row_idx = _sliding_argmax_1d(row_max.t().contiguous(), k)  # (w, h): best row
