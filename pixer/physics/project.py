@@ -3,7 +3,10 @@
 Conventions (checked against ``relion_project`` output, see ``tests/test_physics.py``):
 
 * The volume is indexed ``vol[z, y, x]`` as mrcfile returns it; images ``img[y, x]``.
-* Box centre is voxel/pixel ``d // 2`` along every axis (RELION, odd and even boxes).
+* Box centre is voxel/pixel ``d // 2`` along every axis (RELION's Xmipp origin).
+  ``relion_project`` itself writes odd-size images one pixel further (at ``d // 2 + 1``,
+  consistent with its inverse ``CenterFFT`` rolling odd sizes by ``(d + 1) // 2``): to
+  reproduce its odd-box output exactly, add -1 to both origins. Even boxes agree as they are.
 * ``P(x, y) = sum_z V(A^T (x, y, z))`` with ``A = euler_to_matrix(rot, tilt, psi)``
   and coordinates relative to the centre; in Fourier space the central slice samples
   ``F(A^T (kx, ky, 0))``.
@@ -124,14 +127,14 @@ def _slice_rfft(fvol: FourierVolume, mats: torch.Tensor, size: int, scale: float
     """Central slices ``(b, size, size // 2 + 1)`` complex, unshifted rfft layout.
 
     Output frequency index ``k`` (cycles per ``size`` output pixels) is map
-    frequency ``k * d * scale / size`` (cycles per ``d`` voxels); frequencies at
+    frequency ``k * d / (scale * size)`` (cycles per ``d`` voxels); frequencies at
     or beyond the map's Nyquist radius ``d // 2`` are zero (as in RELION).
     """
     d, padded = fvol.size, fvol.padded
     dev, dt = fvol.data.device, fvol.data.dtype
     ky = torch.fft.fftfreq(size, d=1.0 / size, device=dev, dtype=dt)  # integer frequencies
     kx = torch.fft.rfftfreq(size, d=1.0 / size, device=dev, dtype=dt)
-    k2 = torch.stack(torch.broadcast_tensors(kx[None, :], ky[:, None]), -1) * (d * scale / size)
+    k2 = torch.stack(torch.broadcast_tensors(kx[None, :], ky[:, None]), -1) * (d / (scale * size))
     # q = A^T (kx, ky, 0), i.e. q_j = sum_i A[i, j] k_i, in padded-grid units
     q = torch.einsum("hwi,bij->bhwj", k2, mats[..., :2, :].to(dt)) * fvol.pad
     grid = q * (2.0 / (padded - 1)) + (2.0 * (padded // 2) / (padded - 1) - 1.0)

@@ -115,11 +115,12 @@ def write_outputs(
                                              micrographs_star=str(mic_star)),
         "particles_star": write_particles_star(picks, outdir / "particles.star", apix=apix, box_size=box_px),
         "topaz": write_topaz(picks, outdir / "picks_topaz.txt"),
-        "box": write_box(picks, outdir / "box", box_px),
+        "box": outdir / "box",
         "csv": write_csv(picks, outdir / "picks.csv"),
     }
     summary_path = outdir / "summary.csv"
     with atomic_path(summary_path) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4g")
+    write_box(picks, out["box"], box_px)
     out["summary"] = summary_path
     return out

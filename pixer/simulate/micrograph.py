@@ -216,14 +216,14 @@ def simulate_micrograph(
     from pixer.simulate.density import estimate_diameter
 
     h, w = shape
-    fvol = volume if isinstance(volume, FourierVolume) else fourier_volume(
-        torch.as_tensor(np.asarray(volume, dtype=np.float32)), pad=2.0)
-    if diameter_A is None:
-        vol_np = np.asarray(volume.numpy() if torch.is_tensor(volume) else volume) if not isinstance(
-            volume, FourierVolume) else None
-        if vol_np is None:
+    if isinstance(volume, FourierVolume):
+        fvol = volume
+        if diameter_A is None:
             raise ValueError("diameter_A is required with a FourierVolume")
-        diameter_A = estimate_diameter(vol_np, vol_apix)
+    else:
+        vol_np = np.asarray(volume.cpu().numpy() if torch.is_tensor(volume) else volume, dtype=np.float32)
+        fvol = fourier_volume(torch.from_numpy(vol_np), pad=2.0)
+        diameter_A = estimate_diameter(vol_np, vol_apix) if diameter_A is None else diameter_A
     cfg = dict(DEFAULT_INTERFERENCE) if interference is True else ({} if interference is False else
                                                                     {**DEFAULT_INTERFERENCE, **interference})
     diam_px = diameter_A / apix
@@ -263,8 +263,10 @@ def simulate_micrograph(
     xy = np.concatenate([centres, agg_xy])
     ixy = np.floor(xy).astype(np.int64)
     frac = xy - ixy
-    imgs = project(fvol, torch.from_numpy(rot), torch.from_numpy(tilt), torch.from_numpy(psi),
-                   torch.from_numpy(-frac), size=box, scale=apix / vol_apix).numpy().astype(np.float32)
+    imgs = np.zeros((0, box, box), np.float32)
+    if len(xy):
+        imgs = project(fvol, torch.from_numpy(rot), torch.from_numpy(tilt), torch.from_numpy(psi),
+                       torch.from_numpy(-frac), size=box, scale=apix / vol_apix).numpy().astype(np.float32)
     corners = ixy - box // 2
     clean = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)

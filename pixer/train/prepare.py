@@ -68,8 +68,7 @@ def disc_samples(
         Pixel size of the prepared images (the largest over micrographs), Å/px.
     """
     matched = match_micrograph_names(picks, [str(p) for p in micrographs], on_unknown="drop")
-    picks = picks.assign(_file=matched.to_numpy())
-    picks = picks[picks["_file"].notna()]
+    picks = picks.loc[matched.index].assign(_file=[str(p) for p in matched])
     if picks.empty:
         raise PixerError("no pick matches any micrograph: check the micrograph names in the coordinate files")
     samples = []
@@ -89,4 +88,6 @@ def disc_samples(
         )
         samples.append((image, label))
         used.append(apix_used)
+    if not any(label.any() for _, label in samples):
+        raise PixerError("no particle lands inside its micrograph: check the coordinates and --apix")
     return samples, float(max(used))
