@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nf.check import groovy_available, pipeline_problems
+from nf.check import groovy_available, pipeline_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
