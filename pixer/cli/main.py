@@ -19,6 +19,7 @@ from pixer.errors import PixerError
 #: sub-command name -> module under pixer.cli (explicit, no discovery)
 COMMANDS: dict[str, str] = {
     "simulate": "pixer.cli.simulate",
+    "labels": "pixer.cli.labels",
     "train": "pixer.cli.train",
     "pick": "pixer.cli.pick",
     "evaluate": "pixer.cli.evaluate",

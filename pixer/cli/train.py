@@ -10,9 +10,15 @@ on held-out micrographs. The model folder holds model.pt (weights only),
 config.json (architecture, pixel size, particle size, seed), train_log.csv and
 train_curve.png.
 
+With --labels DIR (a folder written by `pixer labels`) the labels are read
+instead of drawn: each micrograph is matched to its label by name, and the
+label is binned to the training grid exactly as the image is (Fourier crop,
+then threshold 0.5). --diameter then defaults to the one in DIR/labels.json.
+
 example:
   pixer train --micrographs sim/micrographs.star --coords sim/particles.star \\
       --diameter 120 --out model --steps 300
+  pixer train --micrographs sim/micrographs --labels sim_labels --out model --steps 300
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
-from pixer.train.prepare import DEFAULT_PARTICLE_PX, disc_samples
+from pixer.labels.folder import read_label_index
+from pixer.train.prepare import DEFAULT_PARTICLE_PX, disc_samples, label_samples
 from pixer.train.segmentation import TrainConfig, train_segmentation
 
 
@@ -32,9 +39,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pixer train``."""
     parser.add_argument("--micrographs", required=True, nargs="+",
                         help="micrographs: folder, glob, file(s) or a RELION micrographs STAR")
-    parser.add_argument("--coords", required=True, nargs="+",
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--coords", nargs="+",
                         help="particle coordinates: particles STAR, coordinate STARs, Topaz txt, .box, CSV")
-    parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
+    target.add_argument("--labels", help="label folder written by `pixer labels` (instead of --coords)")
+    parser.add_argument("--diameter", type=positive_float, default=None,
+                        help="particle diameter in Å (required with --coords; default from --labels)")
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
@@ -56,16 +66,35 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _labels_diameter(folder: str) -> float:
+    """The particle diameter recorded by ``pixer labels`` in ``folder/labels.json``."""
+    _, info = read_label_index(folder)
+    value = info.get("diameter_A")
+    if not isinstance(value, (int, float)) or not value > 0:
+        raise PixerError(f"{folder}: labels.json records no particle diameter: pass --diameter")
+    return float(value)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer train``."""
     micrographs = list_micrographs(args.micrographs)
-    picks = read_picks(args.coords)
-    if picks.empty:
-        raise PixerError(f"{' '.join(args.coords)}: no particle coordinates")
-    samples, apix_used = disc_samples(
-        micrographs, picks, args.diameter, particle_px=args.particle_px, apix=args.apix,
-        label_fraction=args.label_fraction, progress=not args.no_progress,
-    )
+    if args.labels:
+        if args.diameter is None:
+            args.diameter = _labels_diameter(args.labels)
+        samples, apix_used = label_samples(micrographs, args.labels, args.diameter, particle_px=args.particle_px,
+                                           apix=args.apix, progress=not args.no_progress)
+        n_particles = None  # the label folder's labels.star has the particle counts
+    else:
+        if args.diameter is None:
+            raise PixerError("--diameter is required with --coords")
+        picks = read_picks(args.coords)
+        if picks.empty:
+            raise PixerError(f"{' '.join(args.coords)}: no particle coordinates")
+        samples, apix_used = disc_samples(
+            micrographs, picks, args.diameter, particle_px=args.particle_px, apix=args.apix,
+            label_fraction=args.label_fraction, progress=not args.no_progress,
+        )
+        n_particles = len(picks)
     config = TrainConfig(
         tile=args.tile, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
         n_branches=args.branches, width=args.width, seed=args.seed, pos_weight=args.pos_weight,
@@ -74,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
         stride=args.tile // 2,
     )
     metrics = train_segmentation(samples, args.out, config, progress=not args.no_progress)
-    write_run_record(args.out, "train", args, n_micrographs=len(micrographs), n_particles=len(picks),
+    write_run_record(args.out, "train", args, n_micrographs=len(micrographs), n_samples=len(samples), n_particles=n_particles,
                      apix_used=apix_used, metrics=metrics)
     print(json.dumps({k: metrics[k] for k in ("val_iou", "best_val_iou", "steps", "seconds", "tiles_per_s")},
                      indent=2))

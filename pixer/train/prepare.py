@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pixer.data.preprocess import prepare
+from pixer.data.preprocess import fourier_crop, prepare
 from pixer.errors import PixerError
 from pixer.io.match import match_micrograph_names
 from pixer.io.micrographs import read_micrograph
@@ -90,4 +90,103 @@ def disc_samples(
         used.append(apix_used)
     if not any(label.any() for _, label in samples):
         raise PixerError("no particle lands inside its micrograph: check the coordinates and --apix")
+    return samples, float(max(used))
+
+
+def label_to_grid(label: np.ndarray, mic_shape: tuple[int, int], mic_apix: float, target: float,
+                  image_shape: tuple[int, int]) -> np.ndarray:
+    """Bring a label image onto the grid of a prepared micrograph.
+
+    A label of the micrograph's shape is binned exactly as the image is
+    (:func:`pixer.data.preprocess.fourier_crop` to ``target`` Å/px: an ideal
+    low-pass, the band-limited block mean) and thresholded at 0.5, so label and
+    image pixels sit at the same positions. A label on another grid (pixel ``j``
+    at micrograph position ``j * h / h_label``, as ``pixer labels --out-apix``
+    writes) is binned to about the image grid the same way, then mapped by
+    nearest neighbour (image pixel ``i`` -> label pixel ``round(i * h_label / h_image)``).
+
+    Parameters
+    ----------
+    label
+        ``(h_l, w_l)`` 0/1 label.
+    mic_shape
+        ``(h, w)`` of the micrograph, px.
+    mic_apix, target
+        Micrograph and training pixel sizes, Å/px.
+    image_shape
+        ``(h', w')`` of the prepared image.
+
+    Returns
+    -------
+    ``image_shape`` uint8 0/1.
+    """
+    lab = np.asarray(label, dtype=np.float32)
+    if lab.shape == tuple(mic_shape):
+        binned, _ = fourier_crop(lab, mic_apix, target)
+    else:
+        label_apix = mic_apix * mic_shape[0] / lab.shape[0]
+        binned, _ = fourier_crop(lab, label_apix, target)
+    out = binned >= 0.5
+    if out.shape != tuple(image_shape):
+        rows = np.minimum(np.round(np.arange(image_shape[0]) * out.shape[0] / image_shape[0]).astype(int),
+                          out.shape[0] - 1)
+        cols = np.minimum(np.round(np.arange(image_shape[1]) * out.shape[1] / image_shape[1]).astype(int),
+                          out.shape[1] - 1)
+        out = out[rows[:, None], cols[None, :]]
+    return out.astype(np.uint8)
+
+
+def label_samples(
+    micrographs: Sequence[Path],
+    label_dir: str | Path,
+    diameter_A: float,
+    particle_px: float = DEFAULT_PARTICLE_PX,
+    apix: float | None = None,
+    norm_k: float = 3.0,
+    progress: bool = True,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+    """Prepared images and their labels from a ``pixer labels`` folder.
+
+    Parameters
+    ----------
+    micrographs
+        Micrograph files; each is matched to a label by the micrograph names in
+        the folder's ``label_index.star`` (see
+        :func:`pixer.io.match.match_micrograph_names`). Micrographs without a
+        label are left out (unknown, not negatives).
+    label_dir
+        Folder written by ``pixer labels`` (reconstruction or disc labels).
+    diameter_A, particle_px, apix, norm_k
+        As in :func:`disc_samples`; ``apix`` defaults to the MRC header, else the
+        pixel size recorded in the label index.
+
+    Returns
+    -------
+    samples
+        ``[(image (h', w') float32, label (h', w') uint8), ...]``.
+    apix_used
+        Pixel size of the prepared images (the largest over micrographs), Å/px.
+    """
+    from pixer.labels.folder import read_label_index
+
+    index, _ = read_label_index(label_dir)
+    index.attrs["source"] = str(Path(label_dir) / "label_index.star")
+    matched = match_micrograph_names(index, [str(p) for p in micrographs], on_unknown="drop")
+    if matched.empty:
+        raise PixerError(f"{label_dir}: no micrograph file matches a micrograph name in label_index.star")
+    samples, used = [], []
+    for i in tqdm(matched.index, desc="prepare", disable=not progress, leave=False):
+        path, entry = Path(matched[i]), index.loc[i]
+        mic = read_micrograph(path, apix=apix)
+        mic_apix = mic.apix if mic.apix is not None else float(entry["apix"])
+        label = read_micrograph(entry["label_path"], apix=1.0).data
+        mic_shape = (int(entry["mic_height"]), int(entry["mic_width"]))
+        if tuple(mic.data.shape) != mic_shape:
+            raise PixerError(f"{entry['label_path']}: made for a {mic_shape[0]} x {mic_shape[1]} micrograph, "
+                             f"but {path} is {mic.data.shape[0]} x {mic.data.shape[1]}")
+        image, apix_used = prepare(mic.data, mic_apix, target_apix(mic_apix, diameter_A, particle_px), k=norm_k)
+        samples.append((image, label_to_grid(label, mic_shape, mic_apix, apix_used, image.shape)))
+        used.append(apix_used)
+    if not any(label.any() for _, label in samples):
+        raise PixerError(f"{label_dir}: the labels of the matched micrographs are all empty")
     return samples, float(max(used))
