@@ -20,6 +20,7 @@ from pixer.errors import PixerError
 COMMANDS: dict[str, str] = {
     "simulate": "pixer.cli.simulate",
     "labels": "pixer.cli.labels",
+    "train-classifier": "pixer.cli.train_classifier",
     "train": "pixer.cli.train",
     "pick": "pixer.cli.pick",
     "evaluate": "pixer.cli.evaluate",

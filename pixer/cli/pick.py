@@ -1,17 +1,38 @@
-"""Pick particles on micrographs with a trained model.
+"""Pick particles on micrographs with a trained model, on this machine or a cluster.
 
 Each micrograph is binned so the particle spans the model's particle size in
 pixels, normalised, segmented in overlapping tiles (512 px, stride 256,
 overlaps averaged) into a particle-probability map, and PIXER's grid-based
 local-maximum search (grid cell, window and overlap suppression scaled to the
-diameter) turns the map into centres with scores. Outputs in --out: RELION
-coordinate STARs (coords/, with coords_suffix_pixer.star and autopick.star),
-micrographs.star, one RELION 3.1 particles.star, picks_topaz.txt, EMAN box/,
-picks.csv, summary.csv (micrograph, picks, threshold, seconds) and failed.csv.
-Rerunning the same command skips micrographs already done.
+diameter) turns the map into centres with scores.
+
+Scale: by default a Dask LocalCluster of worker processes sized to the machine
+(--workers, one torch thread per core); --cluster slurm submits SLURM jobs
+(dask-jobqueue, adaptive between 1 and --max-jobs jobs of --cores/--memory/
+--gpus/--walltime each); --scheduler-address attaches to a running Dask
+scheduler; --cluster none runs a plain loop in this process. Work goes out in
+batches of --batch-micrographs; each worker loads the model once.
+
+Threshold: candidates above a low floor (0.05) are stored per micrograph in
+parts/; the threshold is applied when they are gathered. --threshold auto
+(default) splits the pooled candidate scores with Otsu's method when they are
+clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9),
+else uses 0.5; --calibrate-with COORDS picks the F1-optimal threshold on the
+micrographs those coordinates label; a number is used as is. The value is
+written to summary.csv and pixer_pick.json.
+
+Outputs in --out: RELION coordinate STARs (coords/, with
+coords_suffix_pixer.star and autopick.star), micrographs.star, one RELION 3.1
+particles.star, picks_topaz.txt, EMAN box/, picks.csv, summary.csv (one row per
+micrograph: status, picks, candidates, threshold, seconds, worker,
+slurm_job_id), failed.csv (micrograph, reason) and parts/. Rerunning the same
+command skips micrographs whose part exists; failed micrographs are listed and
+the run goes on.
 
 example:
   pixer pick --micrographs 'data/*.mrc' --model model --diameter 120 --out picks
+  pixer pick --micrographs mics.star --model model --diameter 120 --out picks \\
+      --cluster slurm --queue gpu --cores 8 --memory 32GB --gpus 1 --max-jobs 10
 """
 
 from __future__ import annotations
@@ -23,15 +44,37 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
+from pixer.evaluate.matching import mic_key
+from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.paths import atomic_path
 from pixer.models.store import load_model
-from pixer.pick.batch import gather_parts, pick_file, write_outputs
-from pixer.pick.picker import PickParams
+from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, write_outputs
+from pixer.pick.picker import (
+    CANDIDATE_FLOOR,
+    PickParams,
+    apply_threshold,
+    auto_threshold,
+    calibrated_threshold,
+)
+
+CLUSTER_KINDS = ("local", "slurm", "none")
+
+
+def threshold_arg(text: str) -> str | float:
+    """argparse type: ``auto`` or a score in [0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -43,14 +86,47 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="minimum score (peak probability, 0-1) of a pick (default 0.5)")
+    parser.add_argument("--threshold", type=threshold_arg, default="auto",
+                        help="minimum score (0-1) of a pick, or 'auto' (default): Otsu split of the "
+                             "candidate scores when bimodal, else 0.5")
+    parser.add_argument("--calibrate-with", metavar="COORDS", nargs="+", default=None,
+                        help="labelled coordinates of some of the micrographs: use the F1-optimal threshold on them")
     parser.add_argument("--min-distance", type=positive_float, default=None,
                         help="minimum distance between picks in Å (default: the search's overlap rule)")
     parser.add_argument("--max-picks", type=positive_int, default=None, help="cap on picks per micrograph")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="tiles per forward pass (default 8)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group("scale-out (Dask)")
+    scale.add_argument("--cluster", choices=CLUSTER_KINDS, default="local",
+                       help="local: Dask processes on this machine (default); slurm: SLURM jobs via "
+                            "dask-jobqueue; none: a plain loop in this process")
+    scale.add_argument("--workers", type=positive_int, default=None,
+                       help="local worker processes (default: one per core, or 1 with a GPU)")
+    scale.add_argument("--threads-per-worker", type=positive_int, default=1,
+                       help="Dask threads per worker process (default 1)")
+    scale.add_argument("--torch-threads", type=positive_int, default=None,
+                       help="torch threads per worker, or of this process with --cluster none (default: "
+                            "the cores shared out among the workers)")
+    scale.add_argument("--batch-micrographs", type=positive_int, default=8,
+                       help="micrographs per Dask task (default 8)")
+    scale.add_argument("--retries", type=int, default=2, help="Dask retries of a failed task (default 2)")
+    scale.add_argument("--scheduler-address", default=None, metavar="TCP://HOST:PORT",
+                       help="attach to a running Dask scheduler instead of starting a cluster")
+    slurm = parser.add_argument_group("SLURM (--cluster slurm; one worker per job)")
+    slurm.add_argument("--queue", default=None, help="partition (default: the cluster's default)")
+    slurm.add_argument("--cores", type=positive_int, default=1, help="CPUs per job (default 1)")
+    slurm.add_argument("--memory", default="4GB", help="memory per job, e.g. 16GB (default 4GB)")
+    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per job (--gres=gpu:N; default 0)")
+    slurm.add_argument("--walltime", default="01:00:00", help="time limit per job (default 01:00:00)")
+    slurm.add_argument("--max-jobs", type=positive_int, default=4,
+                       help="most jobs at once; scaling is adaptive between 1 and this (default 4)")
+    slurm.add_argument("--job-extra", action="append", default=[], metavar="=SBATCH_OPTION",
+                       help="extra #SBATCH option, repeatable: --job-extra=--qos=high")
+    slurm.add_argument("--interface", default="auto",
+                       help="network interface of scheduler and workers (default auto: lo on a one-node cluster)")
+    slurm.add_argument("--startup-timeout", type=positive_float, default=300.0,
+                       help="seconds to wait for the first SLURM worker (default 300)")
 
 
 def resolve_device(name: str) -> str:
@@ -60,24 +136,65 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def _check_model(model_dir: str) -> dict:
+    """The model's config, after loading it once here so that a bad folder fails before any work."""
+    _, config = load_model(model_dir, device="cpu")
+    if config.get("particle_px") is None:
+        raise PixerError(f"{model_dir}: model config has no particle_px (not a pixer segmentation model?)")
+    return config
+
+
+def _cluster_options(args: argparse.Namespace, device: str) -> dict:
+    workers = args.workers
+    if workers is None and device.startswith("cuda") and args.cluster == "local":
+        workers = 1  # one process per GPU; they would share cuda:0 otherwise
+    return dict(scheduler_address=args.scheduler_address, startup_timeout=args.startup_timeout,
+                torch_threads=args.torch_threads, workers=workers,
+                threads_per_worker=args.threads_per_worker, queue=args.queue, cores=args.cores,
+                memory=args.memory, gpus=args.gpus, walltime=args.walltime, max_jobs=args.max_jobs,
+                job_extra=args.job_extra, interface=args.interface,
+                log_directory=str(Path(args.out) / "slurm_logs"))  # fmt: skip
+
+
+def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float) -> tuple[float, str]:
+    """The threshold of this run and how it was chosen."""
+    if truth is not None:
+        keys = {mic_key(m) for m in truth["micrograph"].astype(str)}
+        labelled = candidates[[mic_key(m) in keys for m in candidates["micrograph"]]]
+        if labelled.empty:
+            raise PixerError(f"{args.calibrate_with[0]}: no labelled micrograph among the picked ones")
+        return calibrated_threshold(labelled, truth, args.diameter / apix)
+    if args.threshold == "auto":
+        return auto_threshold(candidates["score"].to_numpy())
+    return float(args.threshold), "fixed: --threshold"
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer pick``."""
+    from pixer.scale import map_micrographs, open_client
+
     out = Path(args.out)
+    if args.calibrate_with and args.threshold != "auto":
+        raise PixerError("--calibrate-with chooses the threshold: drop --threshold")
+    if args.cluster != "slurm" and args.scheduler_address is None and args.gpus:
+        raise PixerError("--gpus is a SLURM request: use it with --cluster slurm")
     paths = list_micrographs(args.micrographs)
     device = resolve_device(args.device)
-    model, config = load_model(args.model, device=device)
-    if "particle_px" not in config or config["particle_px"] is None:
-        raise PixerError(f"{args.model}: model config has no particle_px (not a pixer segmentation model?)")
-    params = PickParams(diameter_A=args.diameter, threshold=args.threshold, min_distance_A=args.min_distance,
-                        max_picks=args.max_picks, batch_size=args.batch_size)
+    config = _check_model(args.model)
+    truth = read_picks(args.calibrate_with) if args.calibrate_with else None
+    floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
+    params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
+                        max_picks=None, batch_size=args.batch_size)  # fmt: skip
+    task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device)
     names = [str(p) for p in paths]
-    rows = []
+    if args.cluster == "none" and args.scheduler_address is None and args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
-    bar = tqdm(paths, desc="pick", unit="mic", disable=args.no_progress)
-    for path, name in zip(bar, names):
-        rows.append(pick_file(path, out, model, config, params, apix=args.apix, device=device, name=name))
-        bar.set_postfix(picks=rows[-1]["n_picks"])
-    summary = pd.DataFrame(rows)
+    with open_client(args.cluster, **_cluster_options(args, device)) as client:
+        rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
+                               on_error=failed_row, progress=not args.no_progress,
+                               postfix=lambda done: {"failed": sum(r["status"] == "failed" for r in done)})
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     failed = summary[summary["status"] == "failed"]
     with atomic_path(out / "failed.csv") as tmp:
         failed[["micrograph", "error"]].to_csv(tmp, index=False)
@@ -85,13 +202,20 @@ def main(args: argparse.Namespace) -> int:
     if done.empty:
         raise PixerError(f"{args.micrographs[0]}: every micrograph failed, first error: {failed['error'].iloc[0]}")
     apix = args.apix or float(done["apix"].dropna().median())
-    picks = gather_parts(out, list(done["micrograph"]))
+    candidates = gather_parts(out, list(done["micrograph"]))
+    threshold, rule = _choose_threshold(args, candidates, truth, apix)
+    picks = apply_threshold(candidates, threshold, args.max_picks)
+    counts = picks["micrograph"].value_counts()
+    summary.insert(2, "n_picks", [int(counts.get(m, 0)) for m in summary["micrograph"]])
+    summary.insert(4, "threshold", threshold)
     outputs = write_outputs(out, picks, list(done["micrograph"]), apix, args.diameter, summary)
     seconds = time.perf_counter() - t0
-    write_run_record(out, "pick", args, apix=apix, device=device, model_config=config,
-                     n_micrographs=len(paths), n_failed=len(failed), n_picks=len(picks), seconds=seconds)
+    write_run_record(out, "pick", args, apix=apix, device=device, model_config=config, threshold=threshold,
+                     threshold_rule=rule, candidate_floor=floor, n_micrographs=len(paths), n_failed=len(failed),
+                     n_skipped=int((summary["status"] == "skipped").sum()), n_picks=len(picks), seconds=seconds)
     print(f"picked {len(picks)} particles on {len(done)} micrographs in {seconds:.1f} s "
-          f"({len(done) / max(seconds, 1e-9):.2f} micrographs/s); outputs in {out}")
+          f"({len(done) / max(seconds, 1e-9):.2f} micrographs/s); threshold {threshold:.3f} ({rule}); "
+          f"outputs in {out}")
     for f in failed.itertuples():
         print(f"failed: {f.error}")
     print(json.dumps({k: str(v) for k, v in outputs.items()}, indent=2))

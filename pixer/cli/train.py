@@ -15,6 +15,14 @@ instead of drawn: each micrograph is matched to its label by name, and the
 label is binned to the training grid exactly as the image is (Fourier crop,
 then threshold 0.5). --diameter then defaults to the one in DIR/labels.json.
 
+Scale and restarts: the same command runs on one CPU or GPU, or data-parallel
+on several (one process per GPU; --batch-size is the combined batch), launched by
+  torchrun --standalone --nproc_per_node=4 -m pixer.cli.main train ... --device cuda
+  srun -n 8 --gpus-per-task=1 python -m pixer.cli.main train ... --device cuda
+(NCCL on GPUs, gloo on CPUs; only rank 0 writes). A checkpoint is written every
+--checkpoint-every steps; rerun with --resume to continue exactly where it
+stopped. --init-trunk starts the trunk from `pixer train-classifier` (same --width).
+
 example:
   pixer train --micrographs sim/micrographs.star --coords sim/particles.star \\
       --diameter 120 --out model --steps 300
@@ -64,6 +72,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt with the same arguments (fresh start if none)")
+    parser.add_argument("--checkpoint-every", type=int, default=100,
+                        help="steps between checkpoints in OUT/checkpoint.pt (0 = none; default 100)")
+    parser.add_argument("--init-trunk", metavar="CLASSIFIER_DIR", default=None,
+                        help="start the trunk from a `pixer train-classifier` folder (same --width)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="bf16 autocast on CUDA (default: on with CUDA; never on CPU)")
+    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes per rank (default 0)")
 
 
 def _labels_diameter(folder: str) -> float:
@@ -100,9 +117,12 @@ def main(args: argparse.Namespace) -> int:
         n_branches=args.branches, width=args.width, seed=args.seed, pos_weight=args.pos_weight,
         device=args.device, apix=apix_used, diameter_A=(args.diameter, args.diameter),
         particle_px=args.particle_px, eval_every=max(1, min(100, args.steps // 4)),
-        stride=args.tile // 2,
+        stride=args.tile // 2, checkpoint_every=args.checkpoint_every, amp=args.amp, init_trunk=args.init_trunk,
+        num_workers=args.workers,
     )
-    metrics = train_segmentation(samples, args.out, config, progress=not args.no_progress)
+    metrics = train_segmentation(samples, args.out, config, progress=not args.no_progress, resume=args.resume)
+    if metrics["rank"] != 0:  # data-parallel: rank 0 writes
+        return 0
     write_run_record(args.out, "train", args, n_micrographs=len(micrographs), n_samples=len(samples), n_particles=n_particles,
                      apix_used=apix_used, metrics=metrics)
     print(json.dumps({k: metrics[k] for k in ("val_iou", "best_val_iou", "steps", "seconds", "tiles_per_s")},

@@ -262,14 +262,21 @@ def write_micrographs_star(
     voltage: float = 300.0,
     cs: float = 2.7,
     amp_contrast: float = 0.1,
+    names: str = "star",
 ) -> Path:
     """Write a RELION 3.1+ micrographs STAR (one optics group), atomically.
 
     Parameters
     ----------
     paths
-        Micrograph files. Names are written relative to the STAR's folder when
-        the file lies inside it, else as absolute paths.
+        Micrograph files.
+    names
+        How names are written. ``"star"``: relative to the STAR's folder
+        when the file lies inside it (a self-contained data set), else
+        absolute. ``"as-given"``: the paths exactly as given, which is
+        RELION's convention (relative to the project folder, the current
+        folder); coordinate files written for the same names then match
+        ``relion_preprocess --coord_dir``.
     out_path
         The STAR to write.
     apix
@@ -286,11 +293,16 @@ def write_micrographs_star(
     out_path = Path(out_path)
     if not paths:
         raise file_error(out_path, "no micrographs to write")
+    if names not in ("star", "as-given"):
+        raise ValueError(f"names must be 'star' or 'as-given', not {names!r}")
     root = out_path.parent.resolve()
-    names = []
+    written = []
     for p in paths:
         full = Path(p).resolve()
-        names.append(full.relative_to(root).as_posix() if root in full.parents else str(full))
+        if names == "as-given":
+            written.append(Path(p).as_posix())
+        else:
+            written.append(full.relative_to(root).as_posix() if root in full.parents else str(full))
     optics = pd.DataFrame(
         {
             "rlnOpticsGroup": [1],
@@ -301,7 +313,7 @@ def write_micrographs_star(
             "rlnAmplitudeContrast": [float(amp_contrast)],
         }
     )
-    mics = pd.DataFrame({"rlnMicrographName": names, "rlnOpticsGroup": 1})
+    mics = pd.DataFrame({"rlnMicrographName": written, "rlnOpticsGroup": 1})
     with atomic_path(out_path) as tmp:
         starfile.write({"optics": optics, "micrographs": mics}, tmp)
     return out_path

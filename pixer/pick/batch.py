@@ -1,17 +1,29 @@
 """Picking over many micrographs with resume and atomic per-micrograph results.
 
-``pick_file`` handles one micrograph path end to end and leaves its result in
-``<out>/parts/<name>.csv`` (atomic; its presence means "done"); it is the unit
-of work that a scheduler (a plain loop here, Dask in :mod:`pixer.scale`) maps
-over paths. ``write_outputs`` then gathers the parts into the formats users
-import: RELION coordinate STARs + list files, one RELION 3.1 particles STAR,
-Topaz txt, EMAN .box, CSV and a summary table.
+``pick_file`` handles one micrograph path end to end and leaves its candidates
+in ``<out>/parts/<name>.csv`` (atomic; its presence means "done"); it is the
+unit of work that a scheduler (a plain loop, or Dask in :mod:`pixer.scale`)
+maps over paths. :class:`PickTask` packs what a worker needs into one small
+picklable callable and loads the model once per process (:func:`cached_model`).
+
+A part holds every candidate scoring above a floor (``params.threshold`` at
+pick time, :data:`~pixer.pick.picker.CANDIDATE_FLOOR` under ``pixer pick``),
+sorted by descending score, after a ``# apix=<Å/px> floor=<score>`` line; the
+user's threshold and per-micrograph cap are applied when parts are gathered
+(:func:`gather_parts` then :func:`~pixer.pick.picker.apply_threshold`), so a
+run can be re-thresholded without recomputing. ``write_outputs`` then writes
+the formats users import: RELION coordinate STARs + list files, one RELION 3.1
+particles STAR, Topaz txt, EMAN .box, CSV and a summary table.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,11 +36,46 @@ from pixer.io.star import write_particles_star
 from pixer.pick.picker import PickParams, pick_image
 
 PART_COLUMNS = ["micrograph", "x", "y", "score"]
+#: Columns of the rows ``pick_file`` returns (the run's summary table).
+SUMMARY_COLUMNS = ["micrograph", "status", "n_candidates", "seconds", "apix", "worker", "slurm_job_id", "error"]
 
 
 def part_path(outdir: str | Path, name: str) -> Path:
     """Where the per-micrograph result of ``name`` lives inside ``outdir``."""
     return output_path(Path(outdir) / "parts", name, ".csv")
+
+
+def read_part_header(part: str | Path) -> dict[str, float]:
+    """``apix`` and ``floor`` from a part's first line (NaN / 0 when absent)."""
+    with open(part) as fh:
+        first = fh.readline()
+    meta = {"apix": float("nan"), "floor": 0.0}
+    if first.startswith("#"):
+        for item in first[1:].split():
+            key, _, value = item.partition("=")
+            if key in meta:
+                meta[key] = float(value)
+    return meta
+
+
+def read_part(part: str | Path) -> pd.DataFrame:
+    """The candidates stored in a part file (columns :data:`PART_COLUMNS`)."""
+    picks = pd.read_csv(part, comment="#", dtype={"micrograph": str})
+    missing = [c for c in PART_COLUMNS if c not in picks.columns]
+    if missing:
+        raise PixerError(f"{part}: not a pixer part file (missing {', '.join(missing)})")
+    return picks[PART_COLUMNS]
+
+
+def worker_info() -> dict[str, str]:
+    """Where this code runs: ``worker`` (host:pid) and ``slurm_job_id`` (empty outside SLURM)."""
+    return {"worker": f"{socket.gethostname()}:{os.getpid()}", "slurm_job_id": os.environ.get("SLURM_JOB_ID", "")}
+
+
+def failed_row(name: str, error: str, seconds: float = 0.0) -> dict:
+    """Summary row of a micrograph that could not be picked."""
+    return {"micrograph": name, "status": "failed", "n_candidates": 0, "seconds": seconds, "apix": float("nan"),
+            **worker_info(), "error": error}
 
 
 def pick_file(
@@ -41,49 +88,106 @@ def pick_file(
     device: str = "cpu",
     name: str | None = None,
 ) -> dict:
-    """Pick one micrograph file and store its picks atomically.
+    """Pick one micrograph file and store its candidates atomically.
 
-    Skips the work when the part file already exists (resume).
+    Every pick scoring above ``params.threshold`` is stored; ``params.max_picks``
+    is applied later, at gather time. Skips the work when the part file
+    already exists and was written with a floor no higher than
+    ``params.threshold`` (resume).
 
     Returns
     -------
     dict
-        Summary row: ``micrograph``, ``n_picks``, ``threshold``, ``seconds``,
-        ``apix``, ``status`` (``done``, ``skipped`` or ``failed``), ``error``.
+        Summary row (:data:`SUMMARY_COLUMNS`): ``status`` is ``done``,
+        ``skipped`` or ``failed`` (then ``error`` holds the one-line reason).
     """
     name = name or str(path)
     part = part_path(outdir, name)
-    row = {"micrograph": name, "threshold": params.threshold, "error": ""}
     if part.exists():
-        picks = pd.read_csv(part, comment="#")
-        return {**row, "n_picks": len(picks), "seconds": 0.0, "apix": _part_apix(part, picks), "status": "skipped"}
+        meta = read_part_header(part)
+        if meta["floor"] <= params.threshold:
+            n = len(read_part(part))
+            return {"micrograph": name, "status": "skipped", "n_candidates": n, "seconds": 0.0,
+                    "apix": meta["apix"], **worker_info(), "error": ""}
     t0 = time.perf_counter()
     try:
         mic = read_micrograph(path, apix=apix)
         if mic.apix is None:
             raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
-        picks, _, _ = pick_image(mic.data, mic.apix, model, config, params, device=device)
+        picks, _, _ = pick_image(mic.data, mic.apix, model, config, replace(params, max_picks=None), device=device)
     except PixerError as exc:
-        return {**row, "n_picks": 0, "seconds": time.perf_counter() - t0, "apix": float("nan"),
-                "status": "failed", "error": str(exc)}
+        return failed_row(name, str(exc), time.perf_counter() - t0)
+    except (OSError, ValueError, RuntimeError) as exc:  # unreadable in a way io did not foresee, torch errors
+        return failed_row(name, f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                          time.perf_counter() - t0)
     picks.insert(0, "micrograph", name)
-    with atomic_path(part) as tmp:
-        with open(tmp, "w") as fh:
-            fh.write(f"# apix={mic.apix!r}\n")
-            picks[PART_COLUMNS].to_csv(fh, index=False, float_format="%.3f")
-    return {**row, "n_picks": len(picks), "seconds": time.perf_counter() - t0, "apix": mic.apix, "status": "done"}
+    picks = picks.round({"x": 2, "y": 2, "score": 5})
+    with atomic_path(part) as tmp, open(tmp, "w") as fh:
+        fh.write(f"# apix={mic.apix!r} floor={params.threshold!r}\n")
+        picks[PART_COLUMNS].to_csv(fh, index=False)
+    return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
+            "apix": mic.apix, **worker_info(), "error": ""}
 
 
-def _part_apix(part: Path, picks: pd.DataFrame) -> float:
-    """Pixel size stored in a part file (its first line's ``# apix=`` comment)."""
-    with open(part) as fh:
-        first = fh.readline()
-    return float(first.split("=", 1)[1]) if first.startswith("# apix=") else float("nan")
+@functools.lru_cache(maxsize=4)
+def _load(model_dir: str, device: str, stamp: float):
+    from pixer.models.store import load_model
+
+    return load_model(model_dir, device=device)
+
+
+def cached_model(model_dir: str | Path, device: str = "cpu"):
+    """:func:`~pixer.models.store.load_model`, once per process and (folder, device).
+
+    The key includes ``config.json``'s modification time, so a rewritten model
+    folder is reloaded.
+    """
+    model_dir = Path(model_dir).resolve()
+    cfg = model_dir / "config.json"
+    stamp = cfg.stat().st_mtime if cfg.exists() else 0.0
+    return _load(str(model_dir), str(device), stamp)
+
+
+@dataclass(frozen=True)
+class PickTask:
+    """``pick_file`` as a small picklable callable ``path -> summary row``.
+
+    Shipped to workers instead of the model: each worker process loads the
+    model once (:func:`cached_model`) and reuses it for every micrograph.
+
+    Attributes
+    ----------
+    model_dir
+        Model folder (``pixer train`` output), readable from the workers.
+    outdir
+        Output folder of the run; parts go to ``outdir/parts``.
+    params
+        Picking parameters; ``params.threshold`` is the candidate floor.
+    apix
+        Micrograph pixel size override (Å/px) or None for the header's.
+    device
+        Torch device on the worker.
+    """
+
+    model_dir: str
+    outdir: str
+    params: PickParams
+    apix: float | None = None
+    device: str = "cpu"
+
+    def __call__(self, path: str) -> dict:
+        part = part_path(self.outdir, str(path))
+        if part.exists() and read_part_header(part)["floor"] <= self.params.threshold:
+            model, config = None, {}  # resume: no need to load the model
+        else:
+            model, config = cached_model(self.model_dir, self.device)
+        return pick_file(path, self.outdir, model, config, self.params, apix=self.apix, device=self.device,
+                         name=str(path))
 
 
 def gather_parts(outdir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     """Concatenate the part files of ``names`` (those that exist) into one table."""
-    frames = [pd.read_csv(p, comment="#") for n in names if (p := part_path(outdir, n)).exists()]
+    frames = [read_part(p) for n in names if (p := part_path(outdir, n)).exists()]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=float if c != "micrograph" else str) for c in PART_COLUMNS})
     picks = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
@@ -106,7 +210,7 @@ def write_outputs(
     outdir = Path(outdir)
     box_px = int(round(1.5 * diameter_A / apix / 2)) * 2
     mic_star = outdir / "micrographs.star"
-    write_micrographs_star([Path(n) for n in names], mic_star, apix=apix)
+    write_micrographs_star([Path(n) for n in names], mic_star, apix=apix, names="as-given")
     picks = picks.copy()
     picks["apix"] = apix
     out = {

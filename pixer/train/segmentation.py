@@ -8,18 +8,30 @@ random ``tile × tile`` crops with flips / 90° rotations, minimises BCE-with-lo
 schedule, and reports IoU at probability 0.5 on fixed tiles of held-out
 micrographs.
 
-Seams for later work: :class:`TileDataset` draws crop ``i`` from its own RNG
-seeded by ``(seed, i)``, so any sampler (e.g. ``DistributedSampler``) or a
-resumed run sees the same crops; :func:`build_training` and :func:`train_step`
-are what a DDP wrapper needs. Runs are deterministic for a seed on CPU.
+Scale and restarts:
+
+- **DDP.** Launched by ``torchrun`` or ``srun`` (:mod:`pixer.train.distributed`),
+  each of ``W`` processes takes ``batch_size / W`` crops per step; BatchNorm uses
+  the statistics of the combined batch (SyncBatchNorm on GPUs, an all-reduce
+  BatchNorm on CPUs), and :class:`TileDataset` item ``i`` depends only on
+  ``(seed, i)``, so ``W`` processes compute what one process does with the whole
+  batch, up to float rounding (the Dice term, if used, is per rank). Only rank 0
+  validates and writes.
+- **Checkpoints** every ``checkpoint_every`` steps (:mod:`pixer.train.checkpoint`);
+  ``resume=True`` continues from ``out_dir/checkpoint.pt`` bit for bit on CPU.
+- **bf16 autocast** on CUDA (``amp``); loader workers ``num_workers`` (items are
+  cut from in-memory images, so workers only help when the CPU is slow).
+- ``init_trunk``: start the trunk from a classifier (PIXER's initialisation).
 
 Outputs in ``out_dir``: ``model.pt`` + ``config.json``
 (:func:`pixer.models.store.save_model`), ``train_log.csv`` (step, loss,
-val_loss, val_iou, lr) and ``train_curve.png``, each written atomically.
+val_loss, val_iou, lr), ``train_curve.png`` and, with checkpoints,
+``checkpoint.pt``, each written atomically.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +44,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pixer.data.tiles import extract_tiles
-from pixer.io.paths import atomic_path, write_text_atomic
+from pixer.errors import PixerError
+from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
 from pixer.models.store import save_model
+from pixer.train import checkpoint as ckpt_io
+from pixer.train.distributed import (DistEnv, ShardSampler, cleanup, gather_objects, log_rank, max_rank_difference,
+                                     mean_over_ranks, setup, sync_batchnorm)  # fmt: skip
+from pixer.train.log import plot_curve, write_log
 
 Sample = tuple[np.ndarray, np.ndarray]
 
@@ -76,7 +93,13 @@ class TrainConfig:
     device : str
         Torch device.
     num_workers : int
-        DataLoader workers.
+        DataLoader workers (per process).
+    checkpoint_every : int
+        Steps between checkpoints (0 = none, except when stopped early).
+    amp : bool or None
+        bf16 autocast on CUDA (None = on for CUDA; never on CPU).
+    init_trunk : str or None
+        Classifier folder whose trunk initialises the network.
     apix : float or None
         Pixel size of the training images, Å/px (recorded for inference).
     diameter_A : tuple of float or None
@@ -113,6 +136,13 @@ class TrainConfig:
     norm_k: float = 3.0
     stride: int | None = None
     particle_px: float | None = None
+    checkpoint_every: int = 0
+    amp: bool | None = None
+    init_trunk: str | None = None
+
+
+#: settings a resumed run may change (they do not change what is computed, or only its rounding)
+RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk")
 
 
 def _pad(a: np.ndarray, tile: int) -> np.ndarray:
@@ -185,30 +215,46 @@ def make_loss(pos_weight: float = 1.0, dice_weight: float = 0.0) -> Callable:
     return loss_fn
 
 
-def build_training(config: TrainConfig) -> tuple[AtrousSegNet, torch.optim.Optimizer, object]:
-    """Seeded model, AdamW optimiser and warm-up + cosine LR scheduler (per step)."""
+def warmup_cosine(step: int, warm: int, total: int) -> float:
+    """LR factor at ``step``: linear warm-up over ``warm`` steps, then cosine decay to 0 at ``total``."""
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def build_training(config: TrainConfig, device: str | None = None, cross_rank_bn: bool = False,
+                   ) -> tuple[AtrousSegNet, torch.optim.Optimizer, object]:  # fmt: skip
+    """Seeded model, AdamW optimiser and warm-up + cosine LR scheduler (per step).
+
+    ``device`` overrides ``config.device``; ``cross_rank_bn`` swaps BatchNorm for
+    its cross-rank version (:func:`pixer.train.distributed.sync_batchnorm`);
+    ``config.init_trunk`` loads a classifier's trunk.
+    """
+    device = device or config.device
     torch.manual_seed(config.seed)
-    model = AtrousSegNet(
-        n_branches=config.n_branches, width=config.width, branch_width=config.branch_width
-    ).to(config.device)
+    model = AtrousSegNet(n_branches=config.n_branches, width=config.width, branch_width=config.branch_width)
+    if config.init_trunk:
+        init_trunk(model, config.init_trunk)
+    model = model.to(device)
+    if cross_rank_bn:
+        model = sync_batchnorm(model, device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     warm = max(0, min(config.warmup_steps, config.steps // 10))
-    total = max(1, config.steps)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
+    factor = functools.partial(warmup_cosine, warm=warm, total=max(1, config.steps))
     return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: object,
-               x: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> float:  # fmt: skip
-    """One optimiser step on a batch ``x, y`` of shape ``(b, 1, t, t)``; returns the loss."""
+               x: torch.Tensor, y: torch.Tensor, loss_fn: Callable, amp: bool = False) -> float:  # fmt: skip
+    """One optimiser step on a batch ``x, y`` of shape ``(b, 1, t, t)``; returns the loss.
+
+    ``amp``: forward pass under bf16 autocast (CUDA); the loss is computed in float32.
+    """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(x), y)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+    loss = loss_fn(logits.float(), y)
     loss.backward()
     optimizer.step()
     scheduler.step()
@@ -256,56 +302,39 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
     return loss / max(1, len(x)), (inter / union if union else 1.0)
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    lines = ["step,loss,val_loss,val_iou,lr"]
-    lines += [f"{r['step']},{r['loss']:.6g},{r['val_loss']:.6g},{r['val_iou']:.6g},{r['lr']:.6g}" for r in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def _plot(path: Path, rows: list[dict]) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111)
-    steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["loss"] for r in rows], label="train loss")
-    ax.plot(steps, [r["val_loss"] for r in rows], label="val loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax2 = ax.twinx()
-    ax2.plot(steps, [r["val_iou"] for r in rows], "g.-", label="val IoU")
-    ax2.set_ylabel("val IoU @ 0.5")
-    ax2.set_ylim(0, 1)
-    fig.legend(loc="upper center", ncol=3, fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-
-
 def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: TrainConfig | None = None,
-                       progress: bool = True) -> dict:  # fmt: skip
-    """Train :class:`AtrousSegNet` on prepared images and binary labels.
+                       progress: bool = True, resume: bool = False, stop_after: int | None = None) -> dict:  # fmt: skip
+    """Train :class:`AtrousSegNet` on prepared images and binary labels (one process or DDP).
 
     Parameters
     ----------
     samples
-        ``[(image (h, w) float32 prepared at the target pixel size, label (h, w) uint8), ...]``.
+        ``[(image (h, w) float32 prepared at the target pixel size, label (h, w) uint8), ...]``;
+        every rank passes the same samples.
     out_dir
-        Folder for ``model.pt``, ``config.json``, ``train_log.csv``, ``train_curve.png``.
+        Folder for ``model.pt``, ``config.json``, ``train_log.csv``, ``train_curve.png``
+        and ``checkpoint.pt``.
     config
         :class:`TrainConfig` (defaults if None).
     progress
-        Show a tqdm bar.
+        Show a tqdm bar (rank 0).
+    resume
+        Continue from ``out_dir/checkpoint.pt`` (same config; device, workers,
+        amp and checkpoint interval may change); without one, start afresh.
+    stop_after
+        Stop after this step with a checkpoint and no model (an interruption
+        that a later ``resume`` continues).
 
     Returns
     -------
     dict
         ``val_iou``, ``val_loss`` (final), ``best_val_iou``, ``best_step``,
         ``train_loss`` (mean of the last log window), ``steps``, ``seconds``,
-        ``tiles_per_s``, ``n_params``, ``n_train``, ``n_val``, ``val_held_out``.
-        The saved weights are those after the last step.
+        ``tiles_per_s`` (this run, all ranks), ``n_params``, ``n_train``,
+        ``n_val``, ``val_held_out``, ``rank``, ``world_size``,
+        ``ddp_max_param_diff`` (largest parameter difference between ranks),
+        ``resumed_from``, ``amp``. Stopped early: ``stopped_at``, ``rank``,
+        ``world_size`` only. The saved weights are those after the last step.
     """
     config = config or TrainConfig()
     if not samples:
@@ -313,48 +342,100 @@ def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: T
     for k, (im, lb) in enumerate(samples):
         if np.ndim(im) != 2 or np.shape(im) != np.shape(lb):
             raise ValueError(f"sample {k}: image {np.shape(im)} and label {np.shape(lb)} must be equal 2-D shapes")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    env, device, created = setup(config.device)
+    try:
+        metrics = _train(samples, Path(out_dir), config, env, device, progress, resume, stop_after)
+    except BaseException:
+        cleanup(created, wait=False)
+        raise
+    cleanup(created)
+    return metrics
+
+
+def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: DistEnv, device: str,
+           progress: bool, resume: bool, stop_after: int | None) -> dict:  # fmt: skip
+    rank, world = env.rank, env.world_size
+    if config.batch_size % world:
+        raise PixerError(f"batch size {config.batch_size} is not a multiple of the {world} processes")
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx = _split(len(samples), config.val_fraction, config.seed)
     train_set = TileDataset([samples[i] for i in train_idx], config.tile, config.steps * config.batch_size,
                             config.seed, config.augment)  # fmt: skip
-    xv, yv = _val_tiles([samples[i] for i in val_idx], config.tile, config.val_tiles)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=False,
-                                         num_workers=config.num_workers, drop_last=True)  # fmt: skip
-    model, opt, sched = build_training(config)
+    xv, yv = _val_tiles([samples[i] for i in val_idx], config.tile, config.val_tiles) if rank == 0 else (None, None)
+    model, opt, sched = build_training(config, device, cross_rank_bn=world > 1)
+    amp = bool(config.amp if config.amp is not None else True) and torch.device(device).type == "cuda"
     loss_fn = make_loss(config.pos_weight, config.dice_weight)
-    rows: list[dict] = []
-    window: list[float] = []
-    best = (-1.0, 0)
-    t0 = time.perf_counter()
-    bar = tqdm(total=config.steps, desc="train", disable=not progress, leave=False)
-    for step, (x, y) in enumerate(loader, start=1):
-        window.append(train_step(model, opt, sched, x.to(config.device), y.to(config.device), loss_fn))
+    ckpt_path = out_dir / ckpt_io.CHECKPOINT
+    cfg_dict = asdict(config)
+    start, book, rng = 0, dict(rows=[], windows=[[]], best=[-1.0, 0]), None
+    if resume and ckpt_path.is_file():
+        ckpt = ckpt_io.load_checkpoint(ckpt_path)
+        ckpt_io.check_config(ckpt_path, ckpt["config"], cfg_dict, ignore=RESUME_MAY_CHANGE)
+        start, book, rng = ckpt_io.restore(ckpt, model, opt, sched), ckpt["state"], ckpt_io.rank_rng(ckpt, rank)
+    elif resume and rank == 0:
+        print(f"pixer train: {ckpt_path} not found: starting from step 0", flush=True)
+    rows, best = book["rows"], tuple(book["best"])
+    window = list(book["windows"][rank] if rank < len(book["windows"]) else book["windows"][0])
+    inner = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda")
+                                                          else None)  # fmt: skip
+    sampler = ShardSampler(len(train_set), rank, world, start * config.batch_size)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=config.batch_size // world, sampler=sampler, num_workers=config.num_workers,
+        drop_last=True, pin_memory=device.startswith("cuda"), generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=False)  # fmt: skip
+    log_rank(env, "pixer train", f"device {device}, {config.batch_size // world} tiles per step, steps {start + 1}-{config.steps}")
+    if rng is not None:
+        ckpt_io.set_rng_state(rng)
+    step, t0 = start, time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc="train", disable=not progress or rank != 0, leave=False)
+    for x, y in loader if start < config.steps else ():
+        step += 1
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        window.append(train_step(model, opt, sched, x, y, loss_fn, amp))
         bar.update(1)
         if step % config.eval_every == 0 or step == config.steps:
-            val_loss, val_iou = evaluate(model, xv, yv, loss_fn, config.batch_size)
-            rows.append(dict(step=step, loss=float(np.mean(window)), val_loss=val_loss, val_iou=val_iou,
-                             lr=sched.get_last_lr()[0]))  # fmt: skip
+            loss = mean_over_ranks(window, device)
+            if rank == 0:
+                val_loss, val_iou = evaluate(inner, xv, yv, loss_fn, config.batch_size)
+                rows.append(dict(step=step, loss=loss, val_loss=val_loss, val_iou=val_iou, lr=sched.get_last_lr()[0]))
+                best = max(best, (val_iou, step), key=lambda b: b[0])
+                bar.set_postfix(loss=f"{loss:.3f}", val_iou=f"{val_iou:.3f}")
+                write_log(out_dir / "train_log.csv", rows, ("loss", "val_loss", "val_iou", "lr"))
             window = []
-            best = max(best, (val_iou, step), key=lambda b: b[0])
-            bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", val_iou=f"{val_iou:.3f}")
-            _write_log(out_dir / "train_log.csv", rows)
+        stopping = stop_after is not None and step >= stop_after
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or stopping:
+            per_rank = gather_objects((ckpt_io.rng_state(), window))
+            if rank == 0:
+                ckpt_io.save_checkpoint(ckpt_path, step, inner, opt, sched, cfg_dict, [r for r, _ in per_rank],
+                                        dict(rows=rows, windows=[w for _, w in per_rank], best=list(best)))
+        if stopping:
+            break
     bar.close()
     seconds = time.perf_counter() - t0
+    log_rank(env, "pixer train", f"{step - start} steps, {(step - start) * config.batch_size // world} tiles in {seconds:.1f} s")
+    if step < config.steps:
+        return dict(stopped_at=step, rank=rank, world_size=world)
+    drift = max_rank_difference(inner)
+    if rank != 0:
+        return dict(rank=rank, world_size=world, ddp_max_param_diff=drift)
     last = rows[-1] if rows else dict(loss=float("nan"), val_loss=float("nan"), val_iou=float("nan"))
     metrics = dict(
         val_iou=last["val_iou"], val_loss=last["val_loss"], best_val_iou=best[0], best_step=best[1],
         train_loss=last["loss"], steps=config.steps, seconds=seconds,
-        tiles_per_s=config.steps * config.batch_size / max(seconds, 1e-9), n_params=n_parameters(model),
+        tiles_per_s=(step - start) * config.batch_size / max(seconds, 1e-9), n_params=n_parameters(inner),
         n_train=len(train_idx), n_val=len(val_idx), val_held_out=len(samples) >= 2 and config.val_fraction > 0,
+        rank=rank, world_size=world, ddp_max_param_diff=drift, resumed_from=start if resume else None, amp=amp,
     )  # fmt: skip
-    train_args = asdict(config)
     meta = dict(
         apix=config.apix, diameter_A=list(config.diameter_A) if config.diameter_A else None,
         tile=config.tile, stride=config.stride or config.tile // 2, norm_k=config.norm_k,
-        particle_px=config.particle_px, seed=config.seed, train=train_args, metrics=metrics,
+        particle_px=config.particle_px, seed=config.seed, train=cfg_dict, metrics=metrics,
     )  # fmt: skip
-    save_model(out_dir, model.cpu(), meta)
+    save_model(out_dir, inner.cpu(), meta)
     if rows:
-        _plot(out_dir / "train_curve.png", rows)
+        plot_curve(out_dir / "train_curve.png", rows)
     return metrics
+

@@ -1,0 +1,240 @@
+"""``pixer pick`` end to end on simulated micrographs: outputs, serial vs Dask, resume,
+failures, thresholds, and runs killed midway (the whole command, or one Dask worker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pixer.cli.main import main
+
+DIAMETER = "120"
+#: What a run writes, whatever the cluster (compared between runs).
+COMPARED = ["picks.csv", "particles.star", "picks_topaz.txt", "micrographs.star", "failed.csv"]
+
+
+def make_pick_data(root: Path, n: int = 3, size: int = 384, seed: int = 3) -> tuple[Path, Path]:
+    """Simulate ``n`` micrographs and train a tiny model on them (seconds on 1 CPU).
+
+    Returns the micrographs folder and the model folder.
+    """
+    sim, model = root / "sim", root / "model"
+    assert main(["simulate", "--out", str(sim), "--n", str(n), "--size", str(size), "--apix", "4",
+                 "--snr-db", "-5", "--seed", str(seed), "--no-progress"]) == 0  # fmt: skip
+    assert main(["train", "--micrographs", str(sim / "micrographs.star"), "--coords", str(sim / "particles.star"),
+                 "--diameter", DIAMETER, "--out", str(model), "--steps", "80", "--width", "8", "--branches", "1",
+                 "--tile", "64", "--batch-size", "4", "--pos-weight", "2", "--lr", "5e-3", "--no-progress"]) == 0  # fmt: skip
+    return sim / "micrographs", model
+
+
+def pick_argv(mics: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    return ["pick", "--micrographs", str(mics), "--model", str(model), "--diameter", DIAMETER, "--out", str(out),
+            "--no-progress", *extra]  # fmt: skip
+
+
+def _content(path: Path, root: Path) -> list[str]:
+    """Lines of an output file, without starfile's time-stamp comment, the run's folder as ``OUT``."""
+    text = path.read_text().replace(str(root.resolve()), "OUT").replace(str(root), "OUT")
+    return [ln for ln in text.splitlines() if not ln.startswith("# Created by the starfile")]
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    """The user-facing outputs of two runs are identical (time stamps aside)."""
+    for name in COMPARED:
+        assert _content(a / name, a) == _content(b / name, b), name
+    coords_a = sorted(p.relative_to(a) for p in (a / "coords").rglob("*") if p.is_file())
+    coords_b = sorted(p.relative_to(b) for p in (b / "coords").rglob("*") if p.is_file())
+    assert coords_a == coords_b
+    for rel in coords_a:
+        assert _content(a / rel, a) == _content(b / rel, b), rel
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pick")
+    mics, model = make_pick_data(root)
+    ref = root / "ref"
+    # One torch thread, as each of the 2 workers of a local cluster on 2 cores: the same float
+    # arithmetic, so byte-identical outputs (different thread counts can differ in the 5th decimal).
+    assert main(pick_argv(mics, model, ref, "--cluster", "none", "--torch-threads", "1")) == 0
+    return {"root": root, "mics": mics, "model": model, "ref": ref}
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, data) -> dict[str, Path]:
+    """Eight micrographs (the same model) and their uninterrupted serial run."""
+    root = tmp_path_factory.mktemp("many")
+    mics = root / "mics"
+    mics.mkdir()
+    for i in range(8):
+        shutil.copy(sorted(data["mics"].glob("*.mrc"))[i % 3], mics / f"m{i:02d}.mrc")
+    ref = root / "ref"
+    assert main(pick_argv(mics, data["model"], ref, "--cluster", "none", "--threshold", "0.3",
+                          "--torch-threads", "1")) == 0  # fmt: skip
+    return {"mics": mics, "ref": ref, "model": data["model"]}
+
+
+def test_outputs_in_every_format(data):
+    ref = data["ref"]
+    for rel in ("picks.csv", "particles.star", "picks_topaz.txt", "micrographs.star", "summary.csv", "failed.csv",
+                "pixer_pick.json", "box", "coords", "parts"):  # fmt: skip
+        assert (ref / rel).exists(), rel
+    summary = pd.read_csv(ref / "summary.csv")
+    assert len(summary) == 3 and set(summary["status"]) == {"done"}
+    assert {"n_picks", "n_candidates", "threshold", "worker", "slurm_job_id"} <= set(summary.columns)
+    assert summary["threshold"].nunique() == 1
+    record = json.loads((ref / "pixer_pick.json").read_text())
+    assert record["threshold"] == pytest.approx(summary["threshold"].iloc[0], rel=1e-3)
+    assert record["threshold_rule"].startswith("auto")
+    picks = pd.read_csv(ref / "picks.csv")
+    assert len(picks) == summary["n_picks"].sum() > 0
+    assert (picks["score"] > record["threshold"]).all()
+    assert len(list((ref / "box").rglob("*.box"))) == 3
+
+
+def test_local_cluster_equals_serial_and_resume_skips(data):
+    out = data["root"] / "local"
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "local", "--workers", "2",
+                          "--torch-threads", "1", "--batch-micrographs", "2")) == 0  # fmt: skip
+    same_outputs(data["ref"], out)
+    workers = pd.read_csv(out / "summary.csv")["worker"]
+    assert workers.str.contains(":").all()
+    first = (out / "picks.csv").read_bytes()
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "none")) == 0  # rerun: resume
+    assert set(pd.read_csv(out / "summary.csv")["status"]) == {"skipped"}
+    assert (out / "picks.csv").read_bytes() == first
+
+
+def test_rethreshold_without_recompute_and_numeric_threshold(data):
+    out = data["root"] / "rethreshold"
+    shutil.copytree(data["ref"] / "parts", out / "parts")
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "none", "--threshold", "0.3",
+                          "--max-picks", "5")) == 0  # fmt: skip
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["status"]) == {"skipped"} and (summary["threshold"] == 0.3).all()
+    picks = pd.read_csv(out / "picks.csv")
+    assert (picks["score"] > 0.3).all() and picks.groupby("micrograph").size().max() <= 5
+
+
+def test_calibrate_with_labelled_micrographs(data):
+    out = data["root"] / "calibrated"
+    shutil.copytree(data["ref"] / "parts", out / "parts")
+    truth = data["mics"].parent / "coords" / "mic_0000.star"
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "none", "--calibrate-with",
+                          str(truth))) == 0  # fmt: skip
+    record = json.loads((out / "pixer_pick.json").read_text())
+    assert record["threshold_rule"].startswith("calibrated")
+    assert 0.0 < record["threshold"] < 1.0
+
+
+def test_corrupt_micrograph_is_listed_and_the_others_complete(data):
+    mics = data["root"] / "with_corrupt"
+    shutil.copytree(data["mics"], mics)
+    (mics / "mic_9999.mrc").write_bytes(b"not an MRC file at all" * 10)
+    out = data["root"] / "corrupt_out"
+    assert main(pick_argv(mics, data["model"], out, "--cluster", "local", "--workers", "2")) == 0
+    failed = pd.read_csv(out / "failed.csv")
+    assert list(failed["micrograph"].map(lambda m: Path(m).name)) == ["mic_9999.mrc"]
+    assert "mic_9999.mrc" in failed["error"].iloc[0]
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["status"] == "done").sum() == 3
+    assert len(pd.read_csv(out / "picks.csv")) == len(pd.read_csv(data["ref"] / "picks.csv"))
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [(["--threshold", "0.3", "--calibrate-with", "x.star"], "--calibrate-with"),
+     (["--gpus", "1"], "--gpus"),
+     (["--model", "/nonexistent/model"], "/nonexistent/model")],
+)  # fmt: skip
+def test_bad_arguments_exit_2_with_one_line(data, capsys, extra, needle):
+    argv = pick_argv(data["mics"], data["model"], data["root"] / "bad", "--cluster", "none", *extra)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err and needle in err, err
+
+
+def test_unknown_cluster_kind_is_a_usage_error(data, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(pick_argv(data["mics"], data["model"], data["root"] / "bad", "--cluster", "k8s"))
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+# --- killed runs ---------------------------------------------------------------------------------
+
+
+def _pixer(argv: list[str]) -> list[str]:
+    return [sys.executable, "-c", "import sys; from pixer.cli.main import main; sys.exit(main(sys.argv[1:]))",
+            *argv]  # fmt: skip
+
+
+def _final_parts(out: Path) -> list[Path]:
+    return [p for p in (out / "parts").rglob("*.csv") if not p.name.startswith(".")]
+
+
+def _wait_for_parts(proc: subprocess.Popen, out: Path, n: int, timeout: float = 240) -> None:
+    t0 = time.monotonic()
+    while len(_final_parts(out)) < n:
+        assert proc.poll() is None, f"run ended before {n} parts existed: {proc.communicate()}"
+        assert time.monotonic() - t0 < timeout, "no part files appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_partial_files_and_resumes(many):
+    out = many["ref"].parent / "killed"
+    argv = pick_argv(many["mics"], many["model"], out, "--cluster", "local", "--workers", "2",
+                     "--torch-threads", "1", "--batch-micrographs", "1", "--threshold", "0.3")  # fmt: skip
+    proc = subprocess.Popen(_pixer(argv), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_parts(proc, out, 2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    parts = _final_parts(out)
+    assert 2 <= len(parts) < 8, "kill came too late to test anything"
+    for part in parts:  # every file under a final name is complete
+        table = pd.read_csv(part, comment="#")
+        assert list(table.columns) == ["micrograph", "x", "y", "score"]
+    assert not (out / "picks.csv").exists()
+    assert main(argv) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["status"] == "skipped").sum() >= len(parts)
+    same_outputs(many["ref"], out)
+
+
+@pytest.mark.slow
+def test_killed_worker_is_replaced_and_the_run_completes(many):
+    from distributed import Client, LocalCluster
+
+    out = many["ref"].parent / "worker_killed"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        pids = client.run(os.getpid)
+        argv = pick_argv(many["mics"], many["model"], out, "--scheduler-address",
+                         cluster.scheduler_address, "--torch-threads", "1", "--batch-micrographs", "1",
+                         "--threshold", "0.3")  # fmt: skip
+        proc = subprocess.Popen(_pixer(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _wait_for_parts(proc, out, 1)
+            os.kill(next(iter(pids.values())), signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        assert next(iter(pids.values())) not in client.run(os.getpid).values()  # it really died
+    summary = pd.read_csv(out / "summary.csv")
+    # a micrograph whose part was written just before the kill is found on the retry: skipped
+    assert set(summary["status"]) <= {"done", "skipped"} and (summary["status"] == "done").sum() >= 6
+    same_outputs(many["ref"], out)
