@@ -37,6 +37,8 @@ bench: env
 	$(PY) bench/bench_localmax.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_pick.py
+	$(PY) bench/bench_labels.py
+	$(PY) bench/bench_dask.py
 
 clean:
 	rm -rf $(DEMO)

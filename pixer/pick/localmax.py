@@ -298,6 +298,7 @@ def grid_local_maxima(
     max_picks: int | None = None,
     smooth: bool = True,
     keep_fraction: float = 1.0,
+    core_fraction: float | None = 0.4,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find particle centres on a probability map (PIXER's grid local maximum).
 
@@ -324,17 +325,24 @@ def grid_local_maxima(
     keep_fraction
         Keep the strongest fraction of picks after suppression (PIXER keeps
         60-80 %); 1.0 keeps all.
+    core_fraction
+        Score each pick by the mean of the *unsmoothed* map over a square
+        core of side ``core_fraction * d`` around it, so the score stays a
+        probability (a confidently segmented particle scores near 1 whatever
+        the smoothing). ``None``, or ``smooth=False``, scores with the map
+        value at the peak.
 
     Returns
     -------
     xy
         ``(n, 2)`` float64 pixel coordinates, ``[x = column, y = row]``, 0-based.
     scores
-        ``(n,)`` float64 (smoothed) map value at each pick, sorted descending.
+        ``(n,)`` float64 score of each pick (see ``core_fraction``), sorted descending.
     """
     if not diameter_px > 0:
         raise ValueError(f"diameter_px must be > 0, got {diameter_px}")
-    score = _as_map(prob)
+    raw = _as_map(prob)
+    score = raw
     h, w = score.shape
     if h == 0 or w == 0:
         return np.zeros((0, 2)), np.zeros(0)
@@ -345,7 +353,8 @@ def grid_local_maxima(
         start = grid_candidates(score, cell)
         next_idx = window_argmax_map(score, _odd_window(window_fraction * diameter_px)).reshape(-1)
         peaks = hill_climb(start, next_idx)
-        values = score.reshape(-1)[peaks]
+        values = (core_scores(raw, peaks, core_fraction * diameter_px) if smooth and core_fraction
+                  else score.reshape(-1)[peaks])
         ok = values > min_score
         peaks, values = peaks[ok], values[ok]
         order = torch.argsort(values, descending=True, stable=True)
@@ -360,6 +369,30 @@ def grid_local_maxima(
     if max_picks is not None:
         n = min(n, max(int(max_picks), 0))
     return xy[:n], values[:n]
+
+
+def core_scores(raw: torch.Tensor, peaks: torch.Tensor, side_px: float) -> torch.Tensor:
+    """Mean of ``raw`` over an odd square window of about ``side_px`` around each peak.
+
+    Parameters
+    ----------
+    raw
+        ``(h, w)`` map.
+    peaks
+        ``(n,)`` flat indices into the map.
+    side_px
+        Window side in pixels (rounded to an odd number >= 1; zero padding at the edges
+        counts as zero probability, with the mean over pixels inside the map).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` mean values.
+    """
+    k = _odd_window(side_px)
+    x = raw[None, None].to(torch.float32)
+    total = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+    return total.reshape(-1)[peaks]
 
 
 def picks_to_frame(xy: np.ndarray, scores: np.ndarray, micrograph: str | None = None) -> pd.DataFrame:
