@@ -1,15 +1,17 @@
 #!/usr/bin/env nextflow
 /*
- * pixer: particle picking for single-particle cryo-EM.
- * Thin entry point; the stages live in workflows/. Each process calls a bin/pixer-<command>
- * entry point, which is a shim onto the pixer Python package.
+ * pixer: particle picking for single-particle cryo-EM (after PIXER, Zhang et al. 2019).
+ * Thin entry point: the stages are composed in workflows/, each process is one file in
+ * workflows/modules/ and calls a bin/pixer-<command> entry point. Parameters, profiles and
+ * outputs: docs/pipeline.md.
  *
- *   nextflow run main.nf --outdir results            # simulate, train, pick, evaluate (demo)
+ *   nextflow run main.nf -profile test                                  # simulated data, CPU
+ *   nextflow run main.nf -profile slurm,apptainer,gpu --input datasets.csv --outdir results -resume
  */
 nextflow.enable.dsl = 2
 
-include { DEMO } from './workflows/demo'
+include { PIXER } from './workflows/pixer'
 
 workflow {
-    DEMO()
+    PIXER()
 }

@@ -19,8 +19,14 @@ import torch
 
 from pixer.cli.main import main
 from pixer.scale.launch import sbatch_script, srun_command, torchrun_command
-from pixer.train.distributed import CrossRankBatchNorm2d, ShardSampler, detect, slurm_first_host, slurm_port
-from pixer.train.distributed import sync_batchnorm
+from pixer.train.distributed import (
+    CrossRankBatchNorm2d,
+    ShardSampler,
+    detect,
+    slurm_first_host,
+    slurm_port,
+    sync_batchnorm,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIAMETER = "120"

@@ -11,12 +11,12 @@ import time
 
 import pytest
 import torch
+from test_ddp import make_sim, run_env, train_argv
+from test_train import config, synthetic
 
 from pixer.errors import PixerError
 from pixer.train import train_segmentation
 from pixer.train.checkpoint import CHECKPOINT, load_checkpoint
-from test_ddp import make_sim, run_env, train_argv
-from test_train import config, synthetic
 
 torch.set_num_threads(1)
 
@@ -67,7 +67,7 @@ def test_resume_refuses_other_settings_and_bad_files(tmp_path):
 def test_killed_cli_run_resumes_bit_identical(tmp_path):
     sim = make_sim(tmp_path)
     steps = 400
-    argv = lambda out, *extra: [sys.executable, "-m", "pixer.cli.main", "train",  # noqa: E731
+    argv = lambda out, *extra: [sys.executable, "-m", "pixer.cli.main", "train",
                                 *train_argv(sim, out, "--checkpoint-every", "3", *extra, steps=steps)]
     ref = subprocess.run(argv(tmp_path / "ref"), env=run_env(), capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-2000:]

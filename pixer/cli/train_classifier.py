@@ -26,7 +26,11 @@ from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
-from pixer.train.classifier import ClassifierTrainConfig, classifier_crops, train_classifier
+from pixer.train.classifier import (
+    ClassifierTrainConfig,
+    classifier_crops,
+    train_classifier,
+)
 from pixer.train.prepare import DEFAULT_PARTICLE_PX
 
 

@@ -100,7 +100,7 @@ def submit(script: str | os.PathLike) -> str:
     """``sbatch --parsable SCRIPT``; returns the job id (PixerError with sbatch's message on failure)."""
     if shutil.which("sbatch") is None:
         raise PixerError("sbatch not found: SLURM client tools are not installed")
-    run = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+    run = subprocess.run(check=False, args=["sbatch", "--parsable", str(script)], capture_output=True, text=True)
     if run.returncode != 0:
         raise PixerError(f"{script}: sbatch failed: {run.stderr.strip()[:300]}")
     return run.stdout.strip().split(";")[0]
@@ -114,13 +114,13 @@ def wait_job(job_id: str, timeout: float = 3600.0, poll: float = 2.0) -> str:
     """
     t0 = time.monotonic()
     while True:
-        q = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True)
+        q = subprocess.run(check=False, args=["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True)
         if not q.stdout.strip():
             break
         if time.monotonic() - t0 > timeout:
             raise PixerError(f"SLURM job {job_id} still {q.stdout.strip()} after {timeout:.0f} s")
         time.sleep(poll)
-    s = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
+    s = subprocess.run(check=False, args=["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
     for token in s.stdout.split():
         if token.startswith("JobState="):
             return token.split("=", 1)[1]

@@ -39,7 +39,13 @@ from pixer.data.preprocess import prepare
 from pixer.errors import PixerError
 from pixer.io.match import match_micrograph_names
 from pixer.io.micrographs import read_micrograph
-from pixer.models.classifier import CLASS_NAMES, CropClassifier, crop_box, extract_crops, save_classifier
+from pixer.models.classifier import (
+    CLASS_NAMES,
+    CropClassifier,
+    crop_box,
+    extract_crops,
+    save_classifier,
+)
 from pixer.train.log import plot_curve, write_log
 from pixer.train.prepare import DEFAULT_PARTICLE_PX, label_to_grid, target_apix
 from pixer.train.segmentation import warmup_cosine

@@ -169,7 +169,7 @@ def world() -> tuple[int, int]:
 
 def gather_objects(obj: object) -> list:
     """Every rank's ``obj`` (pickled), a list in rank order; ``[obj]`` without a group."""
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return [obj]
     out: list = [None] * size
@@ -187,7 +187,7 @@ def log_rank(env: DistEnv, prog: str, text: str) -> None:
 def mean_over_ranks(values: list[float], device: str | torch.device = "cpu") -> float:
     """Mean of each rank's ``mean(values)`` (with equal batches: the combined-batch mean); NaN if empty."""
     mean = sum(values) / len(values) if values else float("nan")
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return mean
     t = torch.tensor([mean], dtype=torch.float64, device=device)
@@ -200,7 +200,7 @@ def max_rank_difference(model: nn.Module) -> float:
 
     A cheap end-of-training check that the replicas did not drift apart.
     """
-    rank, size = world()
+    _, size = world()
     if size == 1:
         return 0.0
     worst = torch.zeros((), dtype=torch.float64, device=next(model.parameters()).device)
@@ -242,13 +242,13 @@ class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose backward sums the gradients over ranks (every rank's loss depends on the sum)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
         dist.all_reduce(x)
         return x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad

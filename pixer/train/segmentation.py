@@ -49,8 +49,17 @@ from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
 from pixer.models.store import save_model
 from pixer.train import checkpoint as ckpt_io
-from pixer.train.distributed import (DistEnv, ShardSampler, cleanup, gather_objects, log_rank, max_rank_difference,
-                                     mean_over_ranks, setup, sync_batchnorm)  # fmt: skip
+from pixer.train.distributed import (
+    DistEnv,
+    ShardSampler,
+    cleanup,
+    gather_objects,
+    log_rank,
+    max_rank_difference,
+    mean_over_ranks,  # fmt: skip
+    setup,
+    sync_batchnorm,
+)
 from pixer.train.log import plot_curve, write_log
 
 Sample = tuple[np.ndarray, np.ndarray]

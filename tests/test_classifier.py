@@ -1,0 +1,104 @@
+"""Crop classifier: shapes, crops by class, trunk transfer into the segmentation net, and
+training on simulated micrographs with their interference masks (truth/*_junk.mrc)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pixer.cli.main import main
+from pixer.errors import PixerError
+from pixer.models import AtrousSegNet, load_model
+from pixer.models.classifier import (
+    CLASS_NAMES,
+    CropClassifier,
+    crop_box,
+    extract_crops,
+    init_trunk,
+    save_classifier,
+)
+from pixer.train.classifier import ClassifierTrainConfig, micrograph_crops
+
+torch.set_num_threads(1)
+
+
+def test_shapes_and_crop_box():
+    model = CropClassifier(width=4)
+    assert model(torch.zeros(5, 1, 40, 40)).shape == (5, 3) and len(CLASS_NAMES) == 3
+    assert crop_box(24) == 48 and crop_box(16, 1.5) == 24
+
+
+def test_extract_crops_centre_and_padding():
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    c = extract_crops(img, np.array([[3, 4], [0, 0]]), 5)
+    assert c.shape == (2, 5, 5) and c[0, 2, 2] == img[4, 3]
+    assert c[1, 2, 2] == img[0, 0] and c[1, 0, 0] == 0 and c[1, 2:, 2:].tolist() == img[:3, :3].tolist()
+
+
+def test_crops_by_class_respect_particles_and_junk():
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(160, 160)).astype(np.float32)
+    junk = np.zeros((160, 160), np.uint8)
+    junk[:, 110:] = 1
+    centres = np.array([[30.0, 30.0], [60.0, 100.0], [90.0, 40.0]])
+    cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=2, junk_per_particle=2)
+    crops, labels = micrograph_crops(img, centres, junk, cfg, rng)
+    assert crops.shape[1:] == (32, 32) and np.bincount(labels).tolist() == [3, 6, 6]
+    # the particle crops are centred on the particles
+    assert np.array_equal(crops[0], img[30 - 16 : 30 + 16, 30 - 16 : 30 + 16])
+    # interference crops overlap the mask; noise crops hold none of it
+    for crop, lab in zip(crops, labels, strict=True):
+        found = np.argwhere([np.array_equal(crop, img[y - 16 : y + 16, x - 16 : x + 16])
+                             for y in range(16, 145) for x in range(16, 145)])  # fmt: skip
+        y, x = divmod(int(found[0, 0]), 129)
+        y, x = y + 16, x + 16
+        if lab == 1:
+            assert junk[y, x] == 1
+        elif lab == 2:
+            assert junk[y - 16 : y + 16, x - 16 : x + 16].sum() == 0
+            assert np.hypot(*(centres - [x, y]).T).min() >= 16
+
+
+def test_trunk_transfers_exactly(tmp_path):
+    torch.manual_seed(0)
+    clf = CropClassifier(width=4)
+    for p in clf.parameters():
+        p.data.normal_()
+    clf.trunk.layers[0][1].running_mean.fill_(0.25)
+    save_classifier(tmp_path, clf, {"class_names": list(CLASS_NAMES)})
+    seg = AtrousSegNet(n_branches=1, width=4)
+    init_trunk(seg, tmp_path)
+    a, b = clf.trunk.state_dict(), seg.trunk.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(PixerError, match="classifier.json: trunk width 4 does not match the segmentation width 8"):
+        init_trunk(AtrousSegNet(n_branches=1, width=8), tmp_path)
+
+
+@pytest.mark.slow
+def test_train_classifier_on_simulated_junk_then_init_trunk(tmp_path):
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n", "8", "--size", "384", "--apix", "3", "--snr-db", "-5",
+                 "--seed", "1", "--no-progress"]) == 0  # fmt: skip
+    clf = tmp_path / "clf"
+    common = ["--micrographs", str(sim / "micrographs"), "--coords", str(sim / "particles.star"), "--diameter", "127",
+              "--particle-px", "16", "--width", "8", "--no-progress"]  # fmt: skip
+    assert main(["train-classifier", *common, "--junk-masks", str(sim / "truth"), "--out", str(clf),
+                 "--steps", "200", "--batch-size", "32", "--lr", "3e-3"]) == 0  # fmt: skip
+    info = json.loads((clf / "classifier.json").read_text())
+    m = info["metrics"]
+    print(f"classifier val accuracy {m['val_accuracy']:.3f}, confusion {m['confusion']}")
+    assert info["class_names"] == ["particle", "interference", "noise"] and info["crop"] == 32
+    assert info["particle_px"] == 16 and info["apix"] == pytest.approx(127 / 16, rel=0.02)
+    assert min(m["counts"].values()) > 100 and m["val_held_out"]
+    assert np.asarray(m["confusion"]).shape == (3, 3) and np.sum(m["confusion"]) == m["n_val"]
+    assert m["val_accuracy"] >= 0.85, m  # chance is 1/3
+    for name in ("classifier.pt", "classifier_log.csv", "classifier_curve.png", "pixer_train-classifier.json"):
+        assert (clf / name).is_file()
+    seg = tmp_path / "seg"
+    assert main(["train", *common, "--branches", "1", "--tile", "64", "--batch-size", "4", "--steps", "2",
+                 "--init-trunk", str(clf), "--out", str(seg)]) == 0  # fmt: skip
+    _, cfg = load_model(seg)
+    assert cfg["train"]["init_trunk"] == str(clf)
