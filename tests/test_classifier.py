@@ -44,7 +44,7 @@ def test_crops_by_class_respect_particles_and_junk():
     junk = np.zeros((160, 160), np.uint8)
     junk[:, 110:] = 1
     centres = np.array([[30.0, 30.0], [60.0, 100.0], [90.0, 40.0]])
-    cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=2, junk_per_particle=2)
+    cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=2, junk_per_particle=2, centre_jitter=0)
     crops, labels = micrograph_crops(img, centres, junk, cfg, rng)
     assert crops.shape[1:] == (32, 32) and np.bincount(labels).tolist() == [3, 6, 6]
     # the particle crops are centred on the particles

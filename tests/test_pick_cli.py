@@ -238,3 +238,52 @@ def test_killed_worker_is_replaced_and_the_run_completes(many):
     # a micrograph whose part was written just before the kill is found on the retry: skipped
     assert set(summary["status"]) <= {"done", "skipped"} and (summary["status"] == "done").sum() >= 6
     same_outputs(many["ref"], out)
+
+
+def _classifier_favouring(out: Path, klass: str, particle_px: float) -> Path:
+    """A crop classifier whose output is ``klass`` whatever the crop (last-layer bias)."""
+    import torch
+
+    from pixer.models.classifier import (
+        CLASS_NAMES,
+        CropClassifier,
+        crop_box,
+        save_classifier,
+    )
+
+    model = CropClassifier(width=4)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-20.0)
+        last.bias[CLASS_NAMES.index(klass)] = 20.0
+    save_classifier(out, model, dict(class_names=list(CLASS_NAMES), crop=crop_box(particle_px),
+                                     particle_px=particle_px, norm_k=3.0))  # fmt: skip
+    return out
+
+
+def test_classifier_removes_candidates_it_calls_interference(data):
+    """Wiring of PIXER's false-positive removal: a classifier that calls every crop a
+    particle keeps every pick; one that calls every crop interference removes them all."""
+    particle_px = json.loads((data["model"] / "config.json").read_text())["particle_px"]
+    out = data["root"]
+    keep = _classifier_favouring(out / "clf_particle", "particle", particle_px)
+    drop = _classifier_favouring(out / "clf_junk", "interference", particle_px)
+    assert main(pick_argv(data["mics"], data["model"], out / "with_keep", "--cluster", "none", "--torch-threads", "1",
+                          "--classifier", str(keep))) == 0  # fmt: skip
+    assert main(pick_argv(data["mics"], data["model"], out / "with_drop", "--cluster", "none",
+                          "--classifier", str(drop))) == 0  # fmt: skip
+    ref = pd.read_csv(data["ref"] / "picks.csv")
+    assert len(ref) > 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "with_keep" / "picks.csv"), ref)
+    assert len(pd.read_csv(out / "with_drop" / "picks.csv")) == 0
+    # a rerun without the classifier does not reuse the classified parts
+    assert main(pick_argv(data["mics"], data["model"], out / "with_drop", "--cluster", "none")) == 0
+    assert len(pd.read_csv(out / "with_drop" / "picks.csv")) == len(ref)
+
+
+def test_bad_classifier_folder_is_one_line(data, capsys, tmp_path):
+    assert main(pick_argv(data["mics"], data["model"], tmp_path / "o", "--cluster", "none",
+                          "--classifier", str(tmp_path / "nothing"))) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "nothing" in err and "\n" not in err

@@ -51,15 +51,11 @@ from pixer.evaluate.matching import mic_key
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.paths import atomic_path
+from pixer.models.classifier import load_classifier
 from pixer.models.store import load_model
 from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, write_outputs
-from pixer.pick.picker import (
-    CANDIDATE_FLOOR,
-    PickParams,
-    apply_threshold,
-    auto_threshold,
-    calibrated_threshold,
-)
+from pixer.pick.picker import PickParams
+from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
 CLUSTER_KINDS = ("local", "slurm", "none")
 
@@ -82,6 +78,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--micrographs", required=True, nargs="+",
                         help="micrographs: folder, glob, file(s) or a RELION micrographs STAR")
     parser.add_argument("--model", required=True, help="model folder written by pixer train")
+    parser.add_argument("--classifier", default=None,
+                        help="crop classifier folder (pixer train-classifier) that removes interference and noise: "
+                             "each candidate's score is multiplied by its P(particle)")
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
@@ -181,11 +180,14 @@ def main(args: argparse.Namespace) -> int:
     paths = list_micrographs(args.micrographs)
     device = resolve_device(args.device)
     config = _check_model(args.model)
+    if args.classifier:
+        load_classifier(args.classifier)  # a bad folder fails here, before any work
     truth = read_picks(args.calibrate_with) if args.calibrate_with else None
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size)  # fmt: skip
-    task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device)
+    task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
+                    classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
     names = [str(p) for p in paths]
     if args.cluster == "none" and args.scheduler_address is None and args.torch_threads:
         torch.set_num_threads(args.torch_threads)

@@ -1,5 +1,6 @@
-"""Networks and their on-disk format."""
+"""Networks (segmentation, crop classifier) and their on-disk format."""
 
+from pixer.models.classifier import CropClassifier, init_trunk, load_classifier, save_classifier
 from pixer.models.segmentation import (
     TINY_CONFIG,
     AtrousSegNet,
@@ -11,6 +12,10 @@ from pixer.models.segmentation import (
 from pixer.models.store import load_model, save_model
 
 __all__ = [
+    "CropClassifier",
+    "init_trunk",
+    "load_classifier",
+    "save_classifier",
     "TINY_CONFIG",
     "AtrousSegNet",
     "SegNetConfig",

@@ -7,10 +7,10 @@ maps over paths. :class:`PickTask` packs what a worker needs into one small
 picklable callable and loads the model once per process (:func:`cached_model`).
 
 A part holds every candidate scoring above a floor (``params.threshold`` at
-pick time, :data:`~pixer.pick.picker.CANDIDATE_FLOOR` under ``pixer pick``),
+pick time, :data:`~pixer.pick.threshold.CANDIDATE_FLOOR` under ``pixer pick``),
 sorted by descending score, after a ``# apix=<Å/px> floor=<score>`` line; the
 user's threshold and per-micrograph cap are applied when parts are gathered
-(:func:`gather_parts` then :func:`~pixer.pick.picker.apply_threshold`), so a
+(:func:`gather_parts` then :func:`~pixer.pick.threshold.apply_threshold`), so a
 run can be re-thresholded without recomputing. ``write_outputs`` then writes
 the formats users import: RELION coordinate STARs + list files, one RELION 3.1
 particles STAR, Topaz txt, EMAN .box, CSV and a summary table.
@@ -46,16 +46,22 @@ def part_path(outdir: str | Path, name: str) -> Path:
 
 
 def read_part_header(part: str | Path) -> dict[str, float]:
-    """``apix`` and ``floor`` from a part's first line (NaN / 0 when absent)."""
+    """``apix``, ``floor`` and ``classified`` (1.0 when a classifier scored the
+    candidates) from a part's first line (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
-    meta = {"apix": float("nan"), "floor": 0.0}
+    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
             if key in meta:
                 meta[key] = float(value)
     return meta
+
+
+def _reusable(meta: dict[str, float], params: PickParams, classified: bool) -> bool:
+    """A part can be reused when its floor is low enough and the same kind of scoring made it."""
+    return meta["floor"] <= params.threshold and bool(meta["classified"]) == classified
 
 
 def read_part(part: str | Path) -> pd.DataFrame:
@@ -87,6 +93,7 @@ def pick_file(
     apix: float | None = None,
     device: str = "cpu",
     name: str | None = None,
+    classifier=None,
 ) -> dict:
     """Pick one micrograph file and store its candidates atomically.
 
@@ -105,7 +112,7 @@ def pick_file(
     part = part_path(outdir, name)
     if part.exists():
         meta = read_part_header(part)
-        if meta["floor"] <= params.threshold:
+        if _reusable(meta, params, classifier is not None):
             n = len(read_part(part))
             return {"micrograph": name, "status": "skipped", "n_candidates": n, "seconds": 0.0,
                     "apix": meta["apix"], **worker_info(), "error": ""}
@@ -114,7 +121,8 @@ def pick_file(
         mic = read_micrograph(path, apix=apix)
         if mic.apix is None:
             raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
-        picks, _, _ = pick_image(mic.data, mic.apix, model, config, replace(params, max_picks=None), device=device)
+        picks, _, _ = pick_image(mic.data, mic.apix, model, config, replace(params, max_picks=None), device=device,
+                                 classifier=classifier)
     except PixerError as exc:
         return failed_row(name, str(exc), time.perf_counter() - t0)
     except (OSError, ValueError, RuntimeError) as exc:  # unreadable in a way io did not foresee, torch errors
@@ -123,17 +131,28 @@ def pick_file(
     picks.insert(0, "micrograph", name)
     picks = picks.round({"x": 2, "y": 2, "score": 5})
     with atomic_path(part) as tmp, open(tmp, "w") as fh:
-        fh.write(f"# apix={mic.apix!r} floor={params.threshold!r}\n")
+        fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)}\n")
         picks[PART_COLUMNS].to_csv(fh, index=False)
     return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
             "apix": mic.apix, **worker_info(), "error": ""}
 
 
 @functools.lru_cache(maxsize=4)
-def _load(model_dir: str, device: str, stamp: float):
+def _load(kind: str, model_dir: str, device: str, stamp: float):
+    if kind == "classifier":
+        from pixer.models.classifier import load_classifier
+
+        return load_classifier(model_dir, device=device)
     from pixer.models.store import load_model
 
     return load_model(model_dir, device=device)
+
+
+def _cached(kind: str, model_dir: str | Path, device: str, config_name: str):
+    model_dir = Path(model_dir).resolve()
+    cfg = model_dir / config_name
+    stamp = cfg.stat().st_mtime if cfg.exists() else 0.0
+    return _load(kind, str(model_dir), str(device), stamp)
 
 
 def cached_model(model_dir: str | Path, device: str = "cpu"):
@@ -142,10 +161,12 @@ def cached_model(model_dir: str | Path, device: str = "cpu"):
     The key includes ``config.json``'s modification time, so a rewritten model
     folder is reloaded.
     """
-    model_dir = Path(model_dir).resolve()
-    cfg = model_dir / "config.json"
-    stamp = cfg.stat().st_mtime if cfg.exists() else 0.0
-    return _load(str(model_dir), str(device), stamp)
+    return _cached("segmentation", model_dir, device, "config.json")
+
+
+def cached_classifier(classifier_dir: str | Path, device: str = "cpu"):
+    """:func:`~pixer.models.classifier.load_classifier`, once per process and (folder, device)."""
+    return _cached("classifier", classifier_dir, device, "classifier.json")
 
 
 @dataclass(frozen=True)
@@ -167,6 +188,9 @@ class PickTask:
         Micrograph pixel size override (Å/px) or None for the header's.
     device
         Torch device on the worker.
+    classifier_dir
+        Optional crop-classifier folder (``pixer train-classifier`` output)
+        that removes interference and noise candidates.
     """
 
     model_dir: str
@@ -174,15 +198,17 @@ class PickTask:
     params: PickParams
     apix: float | None = None
     device: str = "cpu"
+    classifier_dir: str | None = None
 
     def __call__(self, path: str) -> dict:
         part = part_path(self.outdir, str(path))
-        if part.exists() and read_part_header(part)["floor"] <= self.params.threshold:
-            model, config = None, {}  # resume: no need to load the model
+        if part.exists() and _reusable(read_part_header(part), self.params, self.classifier_dir is not None):
+            model, config, classifier = None, {}, None  # resume: no need to load the models
         else:
             model, config = cached_model(self.model_dir, self.device)
+            classifier = cached_classifier(self.classifier_dir, self.device) if self.classifier_dir else None
         return pick_file(path, self.outdir, model, config, self.params, apix=self.apix, device=self.device,
-                         name=str(path))
+                         name=str(path), classifier=classifier)
 
 
 def gather_parts(outdir: str | Path, names: Sequence[str]) -> pd.DataFrame:

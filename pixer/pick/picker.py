@@ -43,6 +43,8 @@ class PickParams:
     tile, stride
         Inference tile and stride in pixels at the model's pixel size
         (PIXER: 512 and 256; overlaps are averaged).
+    classifier_min
+        With a crop classifier, least P(particle) a candidate must have.
     """
 
     diameter_A: float
@@ -53,6 +55,7 @@ class PickParams:
     batch_size: int = 8
     tile: int = 512
     stride: int = 256
+    classifier_min: float = 0.5
 
 
 def model_apix(config: dict, diameter_A: float, apix: float) -> float:
@@ -110,6 +113,7 @@ def pick_image(
     config: dict,
     params: PickParams,
     device: str | torch.device = "cpu",
+    classifier: tuple[torch.nn.Module, dict] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Pick particles on one micrograph.
 
@@ -124,12 +128,19 @@ def pick_image(
         ``norm_k``).
     params
         Picking parameters (Å).
+    classifier
+        Optional ``(model, classifier.json)`` from
+        :func:`pixer.models.classifier.load_classifier`. Each candidate's crop
+        is classified (particle / interference / noise) and candidates with
+        ``P(particle) < params.classifier_min`` are removed (PIXER's
+        false-positive removal); the score stays the segmentation's.
 
     Returns
     -------
     picks
         Columns ``x``, ``y`` (micrograph pixels, 0-based, x = column) and
-        ``score``, sorted by descending score.
+        ``score``, sorted by descending score; with a classifier also
+        ``p_particle``.
     prob
         ``(h', w')`` probability map at the binned pixel size.
     apix_used
@@ -152,9 +163,57 @@ def pick_image(
     picks = pd.DataFrame(
         {"x": xy[:, 0] * scale_x, "y": xy[:, 1] * scale_y, "score": np.asarray(scores, dtype=np.float64)}
     )
+    if classifier is not None and len(picks):
+        p_particle = classify_candidates(image, apix, picks, classifier, params.diameter_A, target, small)
+        picks["p_particle"] = p_particle
+        picks = picks[p_particle >= params.classifier_min]
     if params.min_distance_A:
         picks = _enforce_min_distance(picks, params.min_distance_A / apix)
     return picks.sort_values("score", ascending=False, ignore_index=True), prob, apix_used
+
+
+def classify_candidates(
+    image: np.ndarray,
+    apix: float,
+    picks: pd.DataFrame,
+    classifier: tuple[torch.nn.Module, dict],
+    diameter_A: float,
+    seg_apix: float,
+    seg_image: np.ndarray,
+) -> np.ndarray:
+    """P(particle) of each candidate from the crop classifier.
+
+    The classifier sees crops at its own pixel size (``diameter_A /
+    particle_px`` of its ``classifier.json``); when that equals the
+    segmentation's, the already prepared image is reused.
+
+    Parameters
+    ----------
+    image
+        ``(h, w)`` micrograph at ``apix`` Å/px.
+    picks
+        Candidates, ``x``, ``y`` in micrograph pixels.
+    seg_apix, seg_image
+        Target pixel size of the segmentation and the image prepared for it.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n,)`` float64 probabilities of the class ``particle``.
+    """
+    from pixer.models.classifier import CLASS_NAMES, crop_box, extract_crops, predict_crops
+
+    model, info = classifier
+    target = max(float(apix), float(diameter_A) / float(info["particle_px"]))
+    if abs(target - seg_apix) <= 1e-6 * target:
+        small = seg_image
+    else:
+        small, _ = prepare(np.asarray(image, dtype=np.float32), apix, target, k=info.get("norm_k", 3.0))
+    scale = np.array([small.shape[1] / image.shape[1], small.shape[0] / image.shape[0]])
+    centres = picks[["x", "y"]].to_numpy(np.float64) * scale
+    box = int(info.get("crop") or crop_box(info["particle_px"]))
+    probs = predict_crops(model, extract_crops(small, centres, box))
+    return probs[:, CLASS_NAMES.index("particle")].astype(np.float64)
 
 
 def _enforce_min_distance(picks: pd.DataFrame, min_px: float) -> pd.DataFrame:
@@ -173,134 +232,3 @@ def _enforce_min_distance(picks: pd.DataFrame, min_px: float) -> pd.DataFrame:
                 if j > i:
                     keep[j] = False
     return picks.iloc[order[keep]].reset_index(drop=True)
-
-
-# --- thresholds -------------------------------------------------------------------------------
-#
-# Parts store every candidate above a low floor; the threshold is applied when the parts are
-# gathered, so a run can be re-thresholded without recomputing. Keeping picks "strictly above"
-# the threshold matches :func:`grid_local_maxima`'s ``min_score``, and greedy suppression in
-# score order commutes with thresholding, so "floor, then threshold" equals "threshold" directly.
-
-#: Scores at or below this are never stored (background speckle).
-CANDIDATE_FLOOR = 0.05
-#: Threshold used when the automatic rule finds no clear split.
-FALLBACK_THRESHOLD = 0.5
-#: Fewest candidates for the automatic rule to trust a histogram.
-AUTO_MIN_CANDIDATES = 30
-#: Least Otsu separability (between-class / total variance) taken as "bimodal" (a uniform
-#: sample gives 0.75, two well separated modes > 0.9).
-AUTO_MIN_SEPARABILITY = 0.8
-#: The automatic threshold is clamped into this range.
-AUTO_RANGE = (0.1, 0.9)
-
-
-def otsu_threshold(scores: np.ndarray, bins: int = 256, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
-    """Otsu's split of a score sample.
-
-    Parameters
-    ----------
-    scores
-        ``(n,)`` scores in ``[lo, hi]``.
-    bins
-        Histogram bins over ``[lo, hi]``.
-
-    Returns
-    -------
-    threshold
-        Upper edge of the bin that maximises the between-class variance
-        (the middle of the range of such edges when an empty gap separates
-        the modes); scores strictly above it form the upper class.
-    separability
-        ``sigma_between^2 / sigma_total^2`` at that split, in [0, 1]: near 1
-        for two well separated modes, low for a unimodal sample.
-    """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) < 2 or np.ptp(s) == 0:
-        return float(np.median(s)) if len(s) else FALLBACK_THRESHOLD, 0.0
-    hist, edges = np.histogram(np.clip(s, lo, hi), bins=bins, range=(lo, hi))
-    p = hist / hist.sum()
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    omega = np.cumsum(p)[:-1]  # weight of the lower class when splitting after bin k
-    mu = np.cumsum(p * centres)[:-1]
-    mu_t = float((p * centres).sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = np.where((omega > 0) & (omega < 1), (mu_t * omega - mu) ** 2 / (omega * (1 - omega)), 0.0)
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
-    k = int(best[0] + best[-1]) // 2  # middle of a flat optimum (an empty gap between modes)
-    var_total = float((p * (centres - mu_t) ** 2).sum())
-    return float(edges[k + 1]), float(between[k] / var_total) if var_total > 0 else 0.0
-
-
-def auto_threshold(scores: np.ndarray) -> tuple[float, str]:
-    """The ``--threshold auto`` rule.
-
-    Scores of the local maxima of a trained model's map are bimodal: background
-    maxima near the floor, particles near 1. Otsu's method splits the pooled
-    candidate scores (all micrographs); the split is used when there are at
-    least ``AUTO_MIN_CANDIDATES`` candidates and the separability is at least
-    ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``. Otherwise the fixed
-    probability cutoff ``FALLBACK_THRESHOLD`` (0.5) is used.
-
-    Parameters
-    ----------
-    scores
-        ``(n,)`` candidate scores (above :data:`CANDIDATE_FLOOR`).
-
-    Returns
-    -------
-    threshold, rule
-        The threshold and a one-line description of how it was chosen.
-    """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) < AUTO_MIN_CANDIDATES:
-        return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} (only {len(s)} candidates)"
-    t, eta = otsu_threshold(s)
-    if eta < AUTO_MIN_SEPARABILITY:
-        return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} (scores not bimodal, separability {eta:.2f})"
-    t = float(np.clip(t, *AUTO_RANGE))
-    return t, f"auto: Otsu split of {len(s)} candidate scores (separability {eta:.2f})"
-
-
-def calibrated_threshold(candidates: pd.DataFrame, truth: pd.DataFrame, diameter_px: float) -> tuple[float, str]:
-    """The F1-optimal threshold on micrographs with known particles.
-
-    Parameters
-    ----------
-    candidates
-        Picks table (``micrograph``, ``x``, ``y``, ``score``; micrograph px)
-        restricted to the labelled micrographs.
-    truth
-        Labelled particles (``micrograph``, ``x``, ``y``; same pixels).
-    diameter_px
-        Particle diameter in micrograph pixels (matching radius: half of it).
-
-    Returns
-    -------
-    threshold, rule
-        A value between the best-F1 score and the next lower candidate score,
-        so that "strictly above" keeps exactly the best-F1 picks.
-    """
-    from pixer.evaluate.metrics import evaluate
-
-    result = evaluate(candidates, truth, diameter_px=diameter_px)
-    thresholds = np.asarray(result["thresholds"], dtype=np.float64)
-    if result["best_threshold"] is None or not len(thresholds):
-        return FALLBACK_THRESHOLD, f"calibration: no candidates, fallback {FALLBACK_THRESHOLD}"
-    k = int(np.flatnonzero(thresholds == result["best_threshold"])[0])
-    below = thresholds[k + 1] if k + 1 < len(thresholds) else min(CANDIDATE_FLOOR, thresholds[k])
-    t = float(0.5 * (thresholds[k] + below))
-    n_mics = truth["micrograph"].nunique()
-    return t, f"calibrated: best F1 {result['best_f1']:.3f} on {n_mics} labelled micrograph(s)"
-
-
-def apply_threshold(picks: pd.DataFrame, threshold: float, max_picks: int | None = None) -> pd.DataFrame:
-    """Picks scoring strictly above ``threshold``, at most ``max_picks`` per micrograph.
-
-    ``picks`` has ``micrograph`` and ``score`` columns; the row order is kept
-    (parts are sorted by descending score, so the cap keeps the strongest).
-    """
-    kept = picks[picks["score"] > threshold]
-    if max_picks is not None:
-        kept = kept[kept.groupby("micrograph", sort=False).cumcount() < max_picks]
-    return kept.reset_index(drop=True)

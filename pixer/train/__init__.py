@@ -1,5 +1,7 @@
-"""Training of the segmentation network."""
+"""Training: the segmentation network (single process or DDP, resumable) and the crop classifier."""
 
+from pixer.train.checkpoint import load_checkpoint, save_checkpoint
+from pixer.train.classifier import ClassifierTrainConfig, train_classifier
 from pixer.train.segmentation import (
     TileDataset,
     TrainConfig,
@@ -11,11 +13,15 @@ from pixer.train.segmentation import (
 )
 
 __all__ = [
+    "ClassifierTrainConfig",
     "TileDataset",
     "TrainConfig",
     "build_training",
     "evaluate",
+    "load_checkpoint",
     "make_loss",
+    "save_checkpoint",
+    "train_classifier",
     "train_segmentation",
     "train_step",
 ]

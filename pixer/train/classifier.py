@@ -68,6 +68,9 @@ class ClassifierTrainConfig:
         (at least one each where there is room).
     min_junk_fraction : float
         Least fraction of an interference crop inside the mask.
+    centre_jitter : float
+        Particle crops are centred within ``± centre_jitter × particle_px`` of
+        the true centre (uniform), as picks are at inference.
     width, dropout
         Architecture (see :class:`pixer.models.classifier.ClassifierConfig`).
     steps, batch_size, lr, weight_decay, warmup_steps, eval_every
@@ -85,6 +88,7 @@ class ClassifierTrainConfig:
     noise_per_particle: float = 1.0
     junk_per_particle: float = 1.0
     min_junk_fraction: float = 0.25
+    centre_jitter: float = 0.15
     width: int = 32
     dropout: float = 0.2
     steps: int = 500
@@ -140,7 +144,8 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
     junk = np.zeros((h, w), bool) if junk is None else np.asarray(junk) > 0
     junk_frac = ndi.uniform_filter(junk.astype(np.float32), box, mode="constant")
     n = max(1, len(centres))
-    picks = [(centres, PARTICLE)]
+    jitter = config.centre_jitter * d
+    picks = [(centres + rng.uniform(-jitter, jitter, centres.shape) if jitter > 0 else centres, PARTICLE)]
     for cls, allowed, ratio in (
         (INTERFERENCE, junk & (junk_frac >= config.min_junk_fraction) & (dist > d / 2) & border,
          config.junk_per_particle),

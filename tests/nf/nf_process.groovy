@@ -3,7 +3,8 @@
 //
 //   groovy nf_process.groovy describe FILE...   .nf: every process (directives, inputs, outputs,
 //                                               script/stub source); .config: params, labels,
-//                                               withName selectors, includeConfig targets
+//                                               withName selectors, includeConfig targets,
+//                                               profiles
 //   groovy nf_process.groovy render SPEC.json   SPEC: [{file, process, params, task, inputs}],
 //                                               inputs {name: value}, a path value {"path": NAME
 //                                               or [NAMES]}, [] for an absent optional input;
@@ -172,12 +173,17 @@ void readParams(BlockStatement block, Source src, Map params, Map docs, String p
 Map describeConfig(String path, String projectDir) {
     def module = parse(path)
     def src = new Source(new File(path))
-    def facts = [params: [:], docs: [:], labels: [], names: [], includes: []]
+    def facts = [params: [:], docs: [:], labels: [], names: [], includes: [], profiles: []]
     def visitor = new org.codehaus.groovy.ast.CodeVisitorSupport() {
         void visitMethodCallExpression(MethodCallExpression call) {
             def args = argList(call.arguments)
             if (call.methodAsString == 'params' && args && args[0] instanceof ClosureExpression) {
                 readParams((BlockStatement) args[0].code, src, facts.params, facts.docs, projectDir)
+            } else if (call.methodAsString == 'profiles' && args && args[0] instanceof ClosureExpression) {
+                ((BlockStatement) args[0].code).statements.each { p ->
+                    if (p instanceof ExpressionStatement && p.expression instanceof MethodCallExpression)
+                        facts.profiles << p.expression.methodAsString
+                }
             } else if (call.methodAsString == 'includeConfig' && args) {
                 facts.includes << args[0].text
             }
