@@ -7,11 +7,17 @@
  *
  *   nextflow run main.nf -profile test                                  # simulated data, CPU
  *   nextflow run main.nf -profile slurm,apptainer,gpu --input datasets.csv --outdir results -resume
+ *   nextflow run main.nf -profile slurm,apptainer,gpu --benchmark empiar.csv --model model -resume
  */
 nextflow.enable.dsl = 2
 
 include { PIXER } from './workflows/pixer'
+include { BENCHMARK } from './workflows/benchmark'
 
 workflow {
-    PIXER()
+    if (params.benchmark) {
+        BENCHMARK(params.benchmark)
+    } else {
+        PIXER()
+    }
 }

@@ -233,3 +233,14 @@ def test_real_topaz_file_agrees_with_star(shared_data):
     star = read_particles(folder / "particles.star")
     assert len(topaz) == len(star) == 1500
     _same(star, topaz, micrographs=lambda m: m.rsplit(".", 1)[0])
+
+
+def test_atomic_files_get_the_usual_mode(tmp_path):
+    """Files written through atomic_path are readable like any file (mkstemp alone gives 0600)."""
+    import os
+    import stat
+
+    from pixer.io.paths import FILE_MODE, write_text_atomic
+
+    out = write_text_atomic(tmp_path / "x.txt", "hello\n")
+    assert stat.S_IMODE(os.stat(out).st_mode) == FILE_MODE and FILE_MODE & 0o044

@@ -2,7 +2,7 @@
 points on tiny simulated data and makes the outputs it declares; so does its stub.
 
 The stages are chained as the pipeline chains them (SIMULATE -> LABELS -> TRAIN_CLASSIFIER ->
-TRAIN -> PICK -> EVALUATE), with the `test` profile's params (pick without Dask here). Planted
+TRAIN -> PICK -> EVALUATE and REPORT; BENCHMARK with the trained model), with the `test` profile's params (pick without Dask here). Planted
 faults prove the checks bite: an unknown flag, an undeclared params key, a declared output the
 script does not make, and a script that writes into its input.
 """
@@ -78,13 +78,20 @@ def chain(facts, tmp_path_factory) -> dict:
     model = go("train", "PIXER_TRAIN", {"micrographs": mics, "labels": labels, "classifier": classifier}).output("model")
     picks = go("pick", "PIXER_PICK", {"micrographs": test / "micrographs", "model": model}).output("picks")
     go("evaluate", "PIXER_EVALUATE", {"picks": picks, "truth": test / "particles.star"})
+    go("report", "PIXER_REPORT", {"picks": picks, "micrographs": test / "micrographs", "truth": test / "particles.star"})
+    sheet = base / "inputs" / "benchmark.csv"   # pixer benchmark's columns; absolute paths (the sheet is staged)
+    sheet.parent.mkdir()
+    sheet.write_text("dataset,micrographs,apix,diameter,truth\n"
+                     f"sim,{test / 'micrographs'},{meta['apix']},{meta['diameter']},{test / 'particles.star'}\n")
+    go("benchmark", "PIXER_BENCHMARK", {"meta": {"id": "benchmark"}, "samplesheet": sheet, "model": model})
     runs["meta"] = meta
     return runs
 
 
 def test_every_process_is_exercised(facts, chain):
     names = {p["name"] for p in facts["processes"]}
-    run = {"PIXER_SIMULATE", "PIXER_LABELS", "PIXER_TRAIN_CLASSIFIER", "PIXER_TRAIN", "PIXER_PICK", "PIXER_EVALUATE"}
+    run = {"PIXER_SIMULATE", "PIXER_LABELS", "PIXER_TRAIN_CLASSIFIER", "PIXER_TRAIN", "PIXER_PICK", "PIXER_EVALUATE",
+           "PIXER_REPORT", "PIXER_BENCHMARK"}  # fmt: skip
     assert names == run, f"processes without a run in this test: {sorted(names - run)}"
 
 
@@ -93,6 +100,8 @@ def test_chain_outputs(chain):
     assert (chain["train"].output("model") / "model.pt").is_file()
     assert (chain["pick"].output("picks") / "summary.csv").is_file()
     assert (chain["evaluate"].output("metrics")).is_file()
+    assert chain["report"].output("report").stat().st_size > 1000
+    assert "sim" in chain["benchmark"].output("table").read_text()
 
 
 def test_labels_from_coordinates_without_map(facts, chain, tmp_path):
@@ -113,6 +122,8 @@ def test_stubs_make_the_declared_outputs(facts, chain, tmp_path):
         "PIXER_TRAIN": {"micrographs": Path("micrographs"), "labels": Path("labels"), "classifier": Path("classifier")},
         "PIXER_PICK": {"micrographs": Path("micrographs"), "model": Path("model")},
         "PIXER_EVALUATE": {"picks": Path("picks"), "truth": Path("particles.star")},
+        "PIXER_REPORT": {"picks": Path("picks"), "micrographs": Path("micrographs"), "truth": None},
+        "PIXER_BENCHMARK": {"samplesheet": Path("benchmark.csv"), "model": None},
     }
     params = sample_params(facts)
     specs = [spec(process(facts, n), params, _inputs(facts, n, {"meta": chain["meta"], **v})) for n, v in values.items()]

@@ -1,6 +1,6 @@
 /*
  * PIXER: the whole pipeline. Datasets come from --input (a samplesheet) or, without one, from
- * SIMULATE; then LABELS -> TRAIN (classifier, then segmentation) -> PICK -> EVALUATE, or
+ * SIMULATE; then LABELS -> TRAIN (classifier, then segmentation) -> PICK -> EVALUATE/REPORT, or
  * straight to PICK with a trained --model. Every channel is keyed by the dataset's meta map
  * and stages meet by join.
  */
@@ -34,11 +34,12 @@ workflow PIXER {
     }
 
     PICK(picking, models)
-    EVALUATE(PICK.out.picks, truth)
+    EVALUATE(PICK.out.picks, picking, truth)
 
     emit:
     model = models                           // [meta, model folder]
     picks = PICK.out.picks                   // [meta, picks folder]
     evaluation = EVALUATE.out.evaluation     // [meta, evaluation folder]
     metrics = EVALUATE.out.metrics           // [meta, metrics.json]
+    report = EVALUATE.out.report             // [meta, report.html]
 }

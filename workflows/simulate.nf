@@ -13,14 +13,13 @@ workflow SIMULATE {
         train: role == 'train'
         test: role == 'test'
     }
-    train = sets.train.map { m, role, dir -> [m, dir] }
-    test = sets.test.map { m, role, dir -> [m, dir] }
+    training = sets.train.map { m, role, dir ->
+        [m, dir.resolve('micrographs'), dir.resolve('particles.star'), dir.resolve('map.mrc'), dir.resolve('truth')] }
+    picking = sets.test.map { m, role, dir -> [m, dir.resolve('micrographs')] }
+    truth = sets.test.map { m, role, dir -> [m, dir.resolve('particles.star')] }
 
     emit:
-    // [meta, train micrographs, particles, map, interference masks]
-    training = train.map { m, dir -> [m, dir.resolve('micrographs'), dir.resolve('particles.star'), dir.resolve('map.mrc'), dir.resolve('truth')] }
-    // [meta, micrographs to pick]
-    picking = test.map { m, dir -> [m, dir.resolve('micrographs')] }
-    // [meta, true coordinates of the picked micrographs]
-    truth = test.map { m, dir -> [m, dir.resolve('particles.star')] }
+    training   // [meta, train micrographs, particles, map, interference masks]
+    picking    // [meta, micrographs to pick]
+    truth      // [meta, true coordinates of the picked micrographs]
 }

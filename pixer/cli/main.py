@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "train": "pixer.cli.train",
     "pick": "pixer.cli.pick",
     "evaluate": "pixer.cli.evaluate",
+    "report": "pixer.cli.report",
+    "benchmark": "pixer.cli.benchmark",
 }
 
 

@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+@=-]")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+#: Mode of files written through :func:`atomic_path` (what ``open`` would give; mkstemp gives 0600).
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def safe_relpath(name: str, suffix: str = "", drop_ext: bool = True) -> Path:
@@ -85,6 +89,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
