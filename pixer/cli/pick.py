@@ -79,8 +79,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="micrographs: folder, glob, file(s) or a RELION micrographs STAR")
     parser.add_argument("--model", required=True, help="model folder written by pixer train")
     parser.add_argument("--classifier", default=None,
-                        help="crop classifier folder (pixer train-classifier) that removes interference and noise: "
-                             "each candidate's score is multiplied by its P(particle)")
+                        help="crop classifier folder (pixer train-classifier): candidates it gives P(particle) < 0.5 "
+                             "(interference, noise) are removed")
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
