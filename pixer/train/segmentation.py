@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from pixer.data.tiles import extract_tiles
 from pixer.errors import PixerError
 from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
@@ -61,8 +60,8 @@ from pixer.train.distributed import (
     sync_batchnorm,
 )
 from pixer.train.log import plot_curve, write_log
+from pixer.train.tiles import Sample, TileDataset, split_samples, validation_tiles
 
-Sample = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -154,61 +153,6 @@ class TrainConfig:
 RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk")
 
 
-def _pad(a: np.ndarray, tile: int) -> np.ndarray:
-    ph, pw = max(0, tile - a.shape[0]), max(0, tile - a.shape[1])
-    return np.pad(a, ((0, ph), (0, pw))) if ph or pw else a
-
-
-class TileDataset(torch.utils.data.Dataset):
-    """Random training crops; item ``i`` is a pure function of ``(seed, i)``.
-
-    Parameters
-    ----------
-    samples
-        ``[(image (h, w) float32, label (h, w) uint8), ...]``; images smaller
-        than ``tile`` are zero-padded (label 0).
-    tile
-        Crop size, px.
-    length
-        Number of items (``steps × batch_size`` for one pass).
-    seed
-        Base seed.
-    augment
-        Apply one of the 8 flips / 90° rotations.
-
-    Items: ``(image (1, tile, tile) float32, label (1, tile, tile) float32)``.
-    Micrographs are drawn with probability proportional to their area.
-    """
-
-    def __init__(self, samples: Sequence[Sample], tile: int, length: int, seed: int = 0,
-                 augment: bool = True) -> None:  # fmt: skip
-        self.images = [_pad(np.asarray(im, dtype=np.float32), tile) for im, _ in samples]
-        self.labels = [_pad(np.asarray(lb, dtype=np.uint8), tile) for _, lb in samples]
-        area = np.array([im.size for im in self.images], dtype=np.float64)
-        self.p = area / area.sum()
-        self.tile, self.length, self.seed, self.augment = int(tile), int(length), int(seed), augment
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, int(i)])
-        j = int(rng.choice(len(self.images), p=self.p))
-        im, lb = self.images[j], self.labels[j]
-        t = self.tile
-        y0 = int(rng.integers(0, im.shape[0] - t + 1))
-        x0 = int(rng.integers(0, im.shape[1] - t + 1))
-        im, lb = im[y0 : y0 + t, x0 : x0 + t], lb[y0 : y0 + t, x0 : x0 + t]
-        if self.augment:
-            k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            im, lb = np.rot90(im, k), np.rot90(lb, k)
-            if flip:
-                im, lb = im[:, ::-1], lb[:, ::-1]
-        im = torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))[None]
-        lb = torch.from_numpy(np.ascontiguousarray(lb, dtype=np.float32))[None]
-        return im, lb
-
-
 def make_loss(pos_weight: float = 1.0, dice_weight: float = 0.0) -> Callable:
     """Loss ``f(logits (b,1,h,w), target (b,1,h,w) in {0,1}) -> scalar``: BCE-with-logits + Dice."""
 
@@ -268,26 +212,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     optimizer.step()
     scheduler.step()
     return float(loss.detach())
-
-
-def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    if n < 2 or fraction <= 0:
-        return list(range(n)), list(range(n))
-    order = np.random.default_rng([seed, 7919]).permutation(n)
-    n_val = min(n - 1, max(1, int(round(fraction * n))))
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
-
-
-def _val_tiles(samples: Sequence[Sample], tile: int, cap: int) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for im, lb in samples:
-        xs.append(extract_tiles(np.asarray(im, np.float32), tile, tile)[0])
-        ys.append(extract_tiles(np.asarray(lb, np.float32), tile, tile)[0])
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    if len(x) > cap:
-        keep = np.linspace(0, len(x) - 1, cap).round().astype(int)
-        x, y = x[keep], y[keep]
-    return torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None]
 
 
 @torch.no_grad()
@@ -368,10 +292,10 @@ def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: D
         raise PixerError(f"batch size {config.batch_size} is not a multiple of the {world} processes")
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    train_idx, val_idx = _split(len(samples), config.val_fraction, config.seed)
+    train_idx, val_idx = split_samples(len(samples), config.val_fraction, config.seed)
     train_set = TileDataset([samples[i] for i in train_idx], config.tile, config.steps * config.batch_size,
                             config.seed, config.augment)  # fmt: skip
-    xv, yv = _val_tiles([samples[i] for i in val_idx], config.tile, config.val_tiles) if rank == 0 else (None, None)
+    xv, yv = validation_tiles([samples[i] for i in val_idx], config.tile, config.val_tiles) if rank == 0 else (None, None)
     model, opt, sched = build_training(config, device, cross_rank_bn=world > 1)
     amp = bool(config.amp if config.amp is not None else True) and torch.device(device).type == "cuda"
     loss_fn = make_loss(config.pos_weight, config.dice_weight)
