@@ -137,3 +137,14 @@ def test_evaluate_truth_against_itself_is_perfect(demo_sets, tmp_path):
                  "--out", str(tmp_path)]) == 0  # fmt: skip
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["precision"] == 1.0 and metrics["recall"] == 1.0 and metrics["auprc"] == pytest.approx(1.0)
+
+
+def test_a_run_with_no_picks_evaluates_to_zero_recall(demo_sets, demo_model, tmp_path):
+    picks, evaluation = tmp_path / "picks", tmp_path / "eval"
+    assert main(["pick", "--micrographs", str(demo_sets["test"] / "micrographs"), "--model", str(demo_model),
+                 "--diameter", "120", "--out", str(picks), "--no-progress", "--cluster", "none",
+                 "--threshold", "0.9999"]) == 0  # fmt: skip
+    assert main(["evaluate", "--picks", str(picks), "--truth", str(demo_sets["test"] / "particles.star"),
+                 "--diameter", "120", "--out", str(evaluation)]) == 0  # fmt: skip
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["n_picks"] == 0 and metrics["recall"] == 0.0 and metrics["n_true"] > 0

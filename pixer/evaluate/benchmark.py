@@ -172,7 +172,7 @@ def read_samplesheet(path: str | Path, model: str | None = None, peers: tuple[st
                 raise PixerError("dataset is empty")
             if row["dataset"] in seen:
                 raise PixerError("dataset id used twice")
-            ds = _check_row(row, path.parent.resolve(), model, tuple(peers))
+            ds = _check_row(row, path.resolve().parent, model, tuple(peers))  # the real file, not a staged link
         except PixerError as exc:
             raise file_error(path, f"{where}: {exc}") from None
         seen.add(ds.name)

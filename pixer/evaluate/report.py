@@ -17,7 +17,7 @@ import pandas as pd
 from pixer.errors import PixerError
 from pixer.evaluate.metrics import evaluate
 from pixer.evaluate.plots import plot_pr_curve
-from pixer.io.coords import read_picks
+from pixer.io.coords import read_csv, read_picks
 from pixer.io.paths import atomic_path, write_text_atomic
 
 
@@ -31,7 +31,7 @@ def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
     if record is not None and record.exists():
         apix = json.loads(record.read_text()).get("apix")
     if picks.is_dir() and (picks / "picks.csv").exists():
-        table = read_picks(picks / "picks.csv")
+        table = read_csv(picks / "picks.csv", allow_empty=True)  # a run may pick nothing: recall 0, not an error
     else:
         table = read_picks(picks)
     return table, apix
