@@ -50,11 +50,13 @@ fi
 read -r -a PX <<<"$PIXER"
 # the interpreter pixer runs under (for the small Python helpers below)
 PY=python3
-if [[ ${PX[0]} != python* ]]; then
-    exe=$(command -v "${PX[0]}")
-    shebang=$(head -1 "$exe")
-    [[ $shebang == '#!'*python* ]] && PY=${shebang#\#!}
-fi
+for w in "${PX[@]}"; do
+    if [[ $(basename -- "$w") == pixer ]]; then
+        shebang=$(head -1 "$(command -v "$w")")
+        [[ $shebang == '#!'*python* ]] && PY=${shebang#\#!}
+        break
+    fi
+done
 
 echo "date: $(date -Is)  host: $(hostname)  nproc: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" - "$DEVICE" <<'PY'
