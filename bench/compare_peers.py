@@ -311,3 +311,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- `pixer benchmark --peers relion,topaz` (docs/benchmark.md): pick_<peer>(micrographs, out, *, diameter_A, apix)
+# implemented in bench/eval_real.py (PNG/TIFF/MRC in, RELION LoG / Topaz resnet16 picks out)
+from eval_real import pick_relion, pick_topaz  # noqa: E402,F401
