@@ -29,7 +29,12 @@ slurm_job_id), failed.csv (micrograph, reason) and parts/. Rerunning the same
 command skips micrographs whose part exists; failed micrographs are listed and
 the run goes on.
 
+Model: --model MODEL_DIR (pixer train); without it, the general model shipped
+with pixer (trained on pixer's simulator over many specimens, SNRs, pixel
+sizes, defocus and interference; fine-tune it with `pixer train --init general`).
+
 example:
+  pixer pick --micrographs 'data/*.mrc' --diameter 120 --out picks   # general model
   pixer pick --micrographs 'data/*.mrc' --model model --diameter 120 --out picks
   pixer pick --micrographs mics.star --model model --diameter 120 --out picks \\
       --cluster slurm --queue gpu --cores 8 --memory 32GB --gpus 1 --max-jobs 10
@@ -52,6 +57,7 @@ from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.paths import atomic_path
 from pixer.models.classifier import load_classifier
+from pixer.models.general import resolve_model
 from pixer.models.store import load_model
 from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, write_outputs
 from pixer.pick.picker import PickParams
@@ -77,7 +83,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pixer pick``."""
     parser.add_argument("--micrographs", required=True, nargs="+",
                         help="micrographs: folder, glob, file(s) or a RELION micrographs STAR")
-    parser.add_argument("--model", required=True, help="model folder written by pixer train")
+    parser.add_argument("--model", default=None,
+                        help="model folder written by pixer train (default: the general model shipped with "
+                             "pixer, trained on simulated micrographs of many specimens; see "
+                             "docs/general_model.md)")
     parser.add_argument("--classifier", default=None,
                         help="crop classifier folder (pixer train-classifier): candidates it gives P(particle) < 0.5 "
                              "(interference, noise) are removed")
@@ -179,6 +188,7 @@ def main(args: argparse.Namespace) -> int:
         raise PixerError("--gpus is a SLURM request: use it with --cluster slurm")
     paths = list_micrographs(args.micrographs)
     device = resolve_device(args.device)
+    args.model = str(resolve_model(args.model))
     config = _check_model(args.model)
     if args.classifier:
         load_classifier(args.classifier)  # a bad folder fails here, before any work

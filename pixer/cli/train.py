@@ -23,10 +23,15 @@ on several (one process per GPU; --batch-size is the combined batch), launched b
 --checkpoint-every steps; rerun with --resume to continue exactly where it
 stopped. --init-trunk starts the trunk from `pixer train-classifier` (same --width).
 
+Fine-tuning: --init general starts every weight from the general model shipped
+with pixer (--init MODEL_DIR from any pixer model); architecture and particle
+size then come from that model, and the learning rate defaults to 5e-4.
+
 example:
   pixer train --micrographs sim/micrographs.star --coords sim/particles.star \\
       --diameter 120 --out model --steps 300
   pixer train --micrographs sim/micrographs --labels sim_labels --out model --steps 300
+  pixer train --micrographs mics --coords picks.star --diameter 120 --out tuned --init general --steps 200
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from pixer.errors import PixerError
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.labels.folder import read_label_index
+from pixer.models.general import resolve_model
+from pixer.models.store import load_model
 from pixer.train.prepare import DEFAULT_PARTICLE_PX, disc_samples, label_samples
 from pixer.train.segmentation import TrainConfig, train_segmentation
 
@@ -56,17 +63,20 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="model folder to write")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
-    parser.add_argument("--particle-px", type=positive_float, default=DEFAULT_PARTICLE_PX,
-                        help=f"particle diameter in pixels after binning (default {DEFAULT_PARTICLE_PX:g})")
+    parser.add_argument("--particle-px", type=positive_float, default=None,
+                        help=f"particle diameter in pixels after binning (default {DEFAULT_PARTICLE_PX:g}, "
+                             "or that of the --init model)")
     parser.add_argument("--label-fraction", type=positive_float, default=0.6,
                         help="label disc radius as a fraction of the particle radius (default 0.6)")
     parser.add_argument("--steps", type=positive_int, default=400, help="optimiser steps (default 400)")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="tiles per step (default 8)")
     parser.add_argument("--tile", type=positive_int, default=128, help="training tile size in px (default 128)")
-    parser.add_argument("--lr", type=positive_float, default=2e-3, help="peak learning rate (default 2e-3)")
-    parser.add_argument("--branches", type=int, choices=range(1, 6), default=4,
-                        help="parallel atrous branches, 1-5 (default 4)")
-    parser.add_argument("--width", type=positive_int, default=32, help="trunk width (default 32)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="peak learning rate (default 2e-3; 5e-4 with --init)")
+    parser.add_argument("--branches", type=int, choices=range(1, 6), default=None,
+                        help="parallel atrous branches, 1-5 (default 4, or that of the --init model)")
+    parser.add_argument("--width", type=positive_int, default=None,
+                        help="trunk width (default 32, or that of the --init model)")
     parser.add_argument("--pos-weight", type=positive_float, default=1.0,
                         help="loss weight of particle pixels (default 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -78,6 +88,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="steps between checkpoints in OUT/checkpoint.pt (0 = none; default 100)")
     parser.add_argument("--init-trunk", metavar="CLASSIFIER_DIR", default=None,
                         help="start the trunk from a `pixer train-classifier` folder (same --width)")
+    parser.add_argument("--init", metavar="general|MODEL_DIR", default=None,
+                        help="fine-tune: start every weight from the shipped general model ('general') or a "
+                             "model folder written by pixer train")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast on CUDA (default: on with CUDA; never on CPU)")
     parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes per rank (default 0)")
@@ -92,8 +105,32 @@ def _labels_diameter(folder: str) -> float:
     return float(value)
 
 
+def _apply_init(args: argparse.Namespace) -> None:
+    """Resolve ``--init`` and fill architecture, particle size and learning rate from it (or the defaults)."""
+    defaults = dict(width=32, branches=4, particle_px=DEFAULT_PARTICLE_PX, lr=2e-3)
+    if args.init is not None:
+        if args.init_trunk:
+            raise PixerError("--init and --init-trunk both initialise the network: give one")
+        folder = resolve_model(args.init)
+        _, config = load_model(folder, device="cpu")
+        arch = config["arch"]
+        given = dict(width=arch["width"], branches=arch["n_branches"], particle_px=config.get("particle_px"))
+        for key, value in given.items():
+            mine = getattr(args, key)
+            if key != "particle_px" and mine is not None and mine != value:
+                raise PixerError(f"{folder}: the --init model has --{key} {value}, not {mine}")
+            if value is not None:
+                defaults[key] = value
+        defaults["lr"] = 5e-4
+        args.init = str(folder)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer train``."""
+    _apply_init(args)
     micrographs = list_micrographs(args.micrographs)
     if args.labels:
         if args.diameter is None:
@@ -118,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device, apix=apix_used, diameter_A=(args.diameter, args.diameter),
         particle_px=args.particle_px, eval_every=max(1, min(100, args.steps // 4)),
         stride=args.tile // 2, checkpoint_every=args.checkpoint_every, amp=args.amp, init_trunk=args.init_trunk,
+        init_from=args.init,
         num_workers=args.workers,
     )
     metrics = train_segmentation(samples, args.out, config, progress=not args.no_progress, resume=args.resume)

@@ -21,7 +21,8 @@ Scale and restarts:
   ``resume=True`` continues from ``out_dir/checkpoint.pt`` bit for bit on CPU.
 - **bf16 autocast** on CUDA (``amp``); loader workers ``num_workers`` (items are
   cut from in-memory images, so workers only help when the CPU is slow).
-- ``init_trunk``: start the trunk from a classifier (PIXER's initialisation).
+- ``init_trunk``: start the trunk from a classifier (PIXER's initialisation);
+  ``init_from``: start every weight from a saved segmentation model (fine-tuning).
 
 Outputs in ``out_dir``: ``model.pt`` + ``config.json``
 (:func:`pixer.models.store.save_model`), ``train_log.csv`` (step, loss,
@@ -46,7 +47,7 @@ from tqdm.auto import tqdm
 from pixer.errors import PixerError
 from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
-from pixer.models.store import save_model
+from pixer.models.store import load_model, save_model
 from pixer.train import checkpoint as ckpt_io
 from pixer.train.distributed import (
     DistEnv,
@@ -108,6 +109,10 @@ class TrainConfig:
         bf16 autocast on CUDA (None = on for CUDA; never on CPU).
     init_trunk : str or None
         Classifier folder whose trunk initialises the network.
+    init_from : str or None
+        Segmentation model folder (:func:`pixer.models.store.save_model`) whose
+        weights initialise the whole network (fine-tuning, e.g. the general
+        model); its architecture must equal ``n_branches``/``width``/``branch_width``.
     apix : float or None
         Pixel size of the training images, Å/px (recorded for inference).
     diameter_A : tuple of float or None
@@ -147,10 +152,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     amp: bool | None = None
     init_trunk: str | None = None
+    init_from: str | None = None
 
 
 #: settings a resumed run may change (they do not change what is computed, or only its rounding)
-RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk")
+RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk", "init_from")
 
 
 def make_loss(pos_weight: float = 1.0, dice_weight: float = 0.0) -> Callable:
@@ -175,19 +181,36 @@ def warmup_cosine(step: int, warm: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
+def init_from_model(model: AtrousSegNet, model_dir: str | Path) -> dict:
+    """Copy every weight (and BatchNorm statistic) of a saved segmentation model into ``model``.
+
+    Returns the source's ``config.json``; a PixerError names the folder when the
+    architectures differ.
+    """
+    source, cfg = load_model(model_dir, device="cpu")
+    if source.arch_args() != model.arch_args():
+        raise PixerError(f"{model_dir}: its architecture {source.arch_args()} differs from the one to train "
+                         f"{model.arch_args()}: use its --width and --branches")
+    model.load_state_dict(source.state_dict())
+    return cfg
+
+
 def build_training(config: TrainConfig, device: str | None = None, cross_rank_bn: bool = False,
                    ) -> tuple[AtrousSegNet, torch.optim.Optimizer, object]:  # fmt: skip
     """Seeded model, AdamW optimiser and warm-up + cosine LR scheduler (per step).
 
     ``device`` overrides ``config.device``; ``cross_rank_bn`` swaps BatchNorm for
     its cross-rank version (:func:`pixer.train.distributed.sync_batchnorm`);
-    ``config.init_trunk`` loads a classifier's trunk.
+    ``config.init_trunk`` loads a classifier's trunk, ``config.init_from`` a
+    whole segmentation model.
     """
     device = device or config.device
     torch.manual_seed(config.seed)
     model = AtrousSegNet(n_branches=config.n_branches, width=config.width, branch_width=config.branch_width)
     if config.init_trunk:
         init_trunk(model, config.init_trunk)
+    if config.init_from:
+        init_from_model(model, config.init_from)
     model = model.to(device)
     if cross_rank_bn:
         model = sync_batchnorm(model, device)

@@ -1,0 +1,123 @@
+"""The general model shipped with pixer: it loads safely, is small, picks without --model on a fresh
+simulated set, and `pixer train --init general` starts from its weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixer.cli.main import main
+from pixer.models.general import general_model_dir, resolve_model
+from pixer.models.store import load_model
+
+MAX_BYTES = 20 * 1024 * 1024
+#: F1 bar on the fresh set below: the shipped model scores 0.98 there (docs/general_model.md)
+MIN_F1 = 0.85
+
+
+@pytest.fixture(scope="module")
+def fresh_set(tmp_path_factory) -> tuple[Path, float]:
+    """Two micrographs of the 'small' demo (~60 Å) at -14 dB, 1.2 Å/px, seed 4242 (training used seeds
+    1000-1071, other SNRs and pixel sizes, and augmentations)."""
+    sim = tmp_path_factory.mktemp("general") / "sim"
+    assert main(["simulate", "--out", str(sim), "--n", "2", "--size", "768", "--apix", "1.2", "--snr-db", "-14",
+                 "--seed", "4242", "--demo", "small", "--no-progress"]) == 0  # fmt: skip
+    diameter = json.loads((sim / "simulation.json").read_text())["particle_diameter_A"]
+    return sim, float(diameter)
+
+
+def test_shipped_model_loads_safely_and_is_small():
+    folder = general_model_dir()
+    weights = folder / "model.pt"
+    assert weights.stat().st_size <= MAX_BYTES
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    model, config = load_model(folder)
+    assert config["particle_px"] == 24
+    assert "general" in config  # the recipe and the training mix are recorded
+    out = model(torch.zeros(1, 1, 64, 64))
+    assert out.shape == (1, 1, 64, 64)
+    assert resolve_model(None) == folder == resolve_model("general")
+    assert resolve_model("some/model") == Path("some/model")
+
+
+def test_pick_help_names_the_default():
+    import argparse
+
+    from pixer.cli import pick
+
+    parser = argparse.ArgumentParser()
+    pick.add_args(parser)
+    action = next(a for a in parser._actions if a.dest == "model")
+    assert action.default is None and not action.required and "general model" in action.help
+
+
+def test_pick_without_model_finds_particles(fresh_set, tmp_path):
+    sim, diameter = fresh_set
+    picks, ev = tmp_path / "picks", tmp_path / "eval"
+    assert main(["pick", "--micrographs", str(sim / "micrographs"), "--diameter", f"{diameter:g}",
+                 "--out", str(picks), "--cluster", "none", "--no-progress"]) == 0  # fmt: skip
+    record = json.loads((picks / "pixer_pick.json").read_text())
+    assert Path(record["arguments"]["model"]) == general_model_dir()
+    assert main(["evaluate", "--picks", str(picks), "--truth", str(sim / "particles.star"),
+                 "--diameter", f"{diameter:g}", "--out", str(ev)]) == 0  # fmt: skip
+    f1 = json.loads((ev / "metrics.json").read_text())["f1"]
+    assert f1 >= MIN_F1, f1
+
+
+def test_init_general_starts_from_its_weights(fresh_set):
+    from pixer.io.coords import read_picks
+    from pixer.io.micrographs import list_micrographs
+    from pixer.train.prepare import disc_samples
+    from pixer.train.segmentation import (
+        TrainConfig,
+        build_training,
+        evaluate,
+        make_loss,
+    )
+    from pixer.train.tiles import validation_tiles
+
+    general, config = load_model(general_model_dir())
+    arch = config["arch"]
+    tuned, _, _ = build_training(TrainConfig(width=arch["width"], n_branches=arch["n_branches"], steps=2,
+                                             init_from=str(general_model_dir())))  # fmt: skip
+    scratch, _, _ = build_training(TrainConfig(width=arch["width"], n_branches=arch["n_branches"], steps=2))
+    ref = general.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in tuned.state_dict().items())
+    # the starting loss on new data is lower from the general weights than from scratch
+    sim, diameter = fresh_set
+    samples, _ = disc_samples(list_micrographs([str(sim / "micrographs")]), read_picks([str(sim / "particles.star")]),
+                              diameter, progress=False)  # fmt: skip
+    x, y = validation_tiles(samples, 128, 16)
+    loss_fn = make_loss()
+    loss_tuned, iou_tuned = evaluate(tuned, x, y, loss_fn)
+    loss_scratch, iou_scratch = evaluate(scratch, x, y, loss_fn)
+    assert loss_tuned < loss_scratch and iou_tuned > iou_scratch
+
+
+def test_train_init_general_cli(fresh_set, tmp_path, capsys):
+    sim, diameter = fresh_set
+    out = tmp_path / "tuned"
+    assert main(["train", "--micrographs", str(sim / "micrographs.star"), "--coords", str(sim / "particles.star"),
+                 "--diameter", f"{diameter:g}", "--out", str(out), "--steps", "2", "--batch-size", "2",
+                 "--init", "general", "--checkpoint-every", "0", "--no-progress"]) == 0  # fmt: skip
+    cfg = json.loads((out / "config.json").read_text())
+    general_cfg = json.loads((general_model_dir() / "config.json").read_text())
+    assert cfg["arch"] == general_cfg["arch"]
+    assert cfg["train"]["init_from"] == str(general_model_dir())
+    assert cfg["train"]["lr"] == 5e-4 and cfg["particle_px"] == general_cfg["particle_px"]
+    # a width that differs from the general model's is refused in one line
+    assert main(["train", "--micrographs", str(sim / "micrographs.star"), "--coords", str(sim / "particles.star"),
+                 "--diameter", f"{diameter:g}", "--out", str(tmp_path / "bad"), "--steps", "2", "--width", "8",
+                 "--init", "general", "--no-progress"]) == 2  # fmt: skip
+    assert "--width" in capsys.readouterr().err
+
+
+def test_general_weights_are_package_data():
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"pixer.models" = ["weights/general/*"]' in text
+    assert np.isfinite(general_model_dir().stat().st_mtime)
