@@ -35,9 +35,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from pixer.data.preprocess import prepare
 from pixer.errors import PixerError
-from pixer.io.match import match_micrograph_names
 from pixer.io.micrographs import read_micrograph
 from pixer.models.classifier import (
     CLASS_NAMES,
@@ -47,7 +45,7 @@ from pixer.models.classifier import (
     save_classifier,
 )
 from pixer.train.log import plot_curve, write_log
-from pixer.train.prepare import DEFAULT_PARTICLE_PX, label_to_grid, target_apix
+from pixer.train.prepare import DEFAULT_PARTICLE_PX, label_to_grid, prepared_micrographs
 from pixer.train.segmentation import warmup_cosine
 
 PARTICLE, INTERFERENCE, NOISE = range(3)
@@ -212,24 +210,15 @@ def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_
     apix_used
         Pixel size of the crops, Å/px (the largest over micrographs).
     """
-    matched = match_micrograph_names(picks, [str(p) for p in micrographs], on_unknown="drop")
-    picks = picks.loc[matched.index].assign(_file=[str(p) for p in matched])
-    if picks.empty:
-        raise PixerError("no pick matches any micrograph: check the micrograph names in the coordinate files")
     junk_dir = Path(junk_masks) if junk_masks is not None else None
     if junk_dir is not None and not junk_dir.is_dir():
         raise PixerError(f"{junk_dir}: interference-mask folder not found")
     out, used = [], []
-    for g, path in enumerate(tqdm(micrographs, desc="crops", disable=not progress, leave=False)):
-        mic = read_micrograph(path, apix=apix)
-        rows = picks[picks["_file"] == str(path)]
-        mic_apix = mic.apix
-        if mic_apix is None and "apix" in rows and rows["apix"].notna().any():
-            mic_apix = float(rows["apix"].dropna().iloc[0])
-        if mic_apix is None:
-            raise PixerError(f"{path}: pixel size unknown (not in the header or the coordinates): pass --apix")
-        image, apix_used = prepare(mic.data, mic_apix, target_apix(mic_apix, diameter_A, config.particle_px),
-                                   k=config.norm_k)  # fmt: skip
+    prepared = prepared_micrographs(micrographs, picks, diameter_A, config.particle_px, apix, config.norm_k,
+                                    progress, desc="crops")  # fmt: skip
+    for g, item in enumerate(prepared):
+        path, rows, mic, mic_apix = item.path, item.rows, item.mic, item.mic_apix
+        image, apix_used = item.image, item.apix_used
         mask_path = _junk_mask(junk_dir, Path(path))
         junk = None
         if mask_path is not None:

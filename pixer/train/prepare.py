@@ -7,7 +7,8 @@ and paired with disc labels drawn at the true particle centres.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from pixer.data.preprocess import fourier_crop, prepare
 from pixer.errors import PixerError
 from pixer.io.match import match_micrograph_names
-from pixer.io.micrographs import read_micrograph
+from pixer.io.micrographs import Micrograph, read_micrograph
 from pixer.labels.discs import DEFAULT_FRACTION, disc_labels_for_picks
 
 #: default particle diameter in pixels at the network's pixel size
@@ -27,6 +28,67 @@ DEFAULT_PARTICLE_PX = 24.0
 def target_apix(apix: float, diameter_A: float, particle_px: float = DEFAULT_PARTICLE_PX) -> float:
     """Pixel size (Å/px) that makes a ``diameter_A`` particle ``particle_px`` wide; never finer than ``apix``."""
     return max(float(apix), float(diameter_A) / float(particle_px))
+
+
+@dataclass
+class PreparedMicrograph:
+    """One micrograph ready for training, with its picks.
+
+    Attributes
+    ----------
+    path
+        The micrograph file.
+    rows
+        Its picks (particles table rows, micrograph pixels).
+    mic
+        The micrograph as read (``mic.data`` ``(h, w)`` at ``mic_apix``).
+    mic_apix
+        Its pixel size, Å/px (header, ``--apix``, or the picks' ``apix``).
+    image
+        ``(h', w')`` float32, binned to the model pixel size and normalised.
+    apix_used
+        Pixel size of ``image``, Å/px.
+    """
+
+    path: Path
+    rows: pd.DataFrame
+    mic: Micrograph
+    mic_apix: float
+    image: np.ndarray
+    apix_used: float
+
+
+def prepared_micrographs(
+    micrographs: Sequence[Path],
+    picks: pd.DataFrame,
+    diameter_A: float,
+    particle_px: float = DEFAULT_PARTICLE_PX,
+    apix: float | None = None,
+    norm_k: float = 3.0,
+    progress: bool = True,
+    desc: str = "prepare",
+) -> Iterator[PreparedMicrograph]:
+    """Match picks to micrograph files, then read, bin and normalise each micrograph.
+
+    Picks whose micrograph is not among ``micrographs`` are dropped (an error
+    when none is left); micrographs without picks are yielded too (negatives).
+    The pixel size comes from ``apix``, else the MRC header, else the picks'
+    ``apix`` column, else a one-line error naming the file.
+    """
+    matched = match_micrograph_names(picks, [str(p) for p in micrographs], on_unknown="drop")
+    picks = picks.loc[matched.index].assign(_file=[str(p) for p in matched])
+    if picks.empty:
+        raise PixerError("no pick matches any micrograph: check the micrograph names in the coordinate files")
+    for path in tqdm(micrographs, desc=desc, disable=not progress, leave=False):
+        mic = read_micrograph(path, apix=apix)
+        rows = picks[picks["_file"] == str(path)]
+        mic_apix = mic.apix
+        if mic_apix is None and "apix" in rows and rows["apix"].notna().any():
+            mic_apix = float(rows["apix"].dropna().iloc[0])
+        if mic_apix is None:
+            raise PixerError(f"{path}: pixel size unknown (not in the header or the coordinates): pass --apix")
+        image, apix_used = prepare(mic.data, mic_apix, target_apix(mic_apix, diameter_A, particle_px), k=norm_k)
+        yield PreparedMicrograph(Path(path), rows, mic, mic_apix, image, apix_used)
 
 
 def disc_samples(
@@ -67,21 +129,10 @@ def disc_samples(
     apix_used
         Pixel size of the prepared images (the largest over micrographs), Å/px.
     """
-    matched = match_micrograph_names(picks, [str(p) for p in micrographs], on_unknown="drop")
-    picks = picks.loc[matched.index].assign(_file=[str(p) for p in matched])
-    if picks.empty:
-        raise PixerError("no pick matches any micrograph: check the micrograph names in the coordinate files")
     samples = []
     used = []
-    for path in tqdm(micrographs, desc="prepare", disable=not progress, leave=False):
-        mic = read_micrograph(path, apix=apix)
-        rows = picks[picks["_file"] == str(path)]
-        mic_apix = mic.apix
-        if mic_apix is None and "apix" in rows and rows["apix"].notna().any():
-            mic_apix = float(rows["apix"].dropna().iloc[0])
-        if mic_apix is None:
-            raise PixerError(f"{path}: pixel size unknown (not in the header or the coordinates): pass --apix")
-        image, apix_used = prepare(mic.data, mic_apix, target_apix(mic_apix, diameter_A, particle_px), k=norm_k)
+    for item in prepared_micrographs(micrographs, picks, diameter_A, particle_px, apix, norm_k, progress):
+        path, rows, image, apix_used, mic_apix = item.path, item.rows, item.image, item.apix_used, item.mic_apix
         label = disc_labels_for_picks(
             rows.assign(micrograph=str(path)), str(path), image.shape, apix_used, diameter_A,
             fraction=label_fraction, mic_apix=mic_apix,
