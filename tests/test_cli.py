@@ -148,3 +148,13 @@ def test_a_run_with_no_picks_evaluates_to_zero_recall(demo_sets, demo_model, tmp
                  "--diameter", "120", "--out", str(evaluation)]) == 0  # fmt: skip
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["n_picks"] == 0 and metrics["recall"] == 0.0 and metrics["n_true"] > 0
+
+
+def test_simulate_empty_micrographs_for_negative_controls(tmp_path):
+    out = tmp_path / "empty"
+    assert main(["simulate", "--out", str(out), "--n", "1", "--size", "256", "--apix", "4", "--particles", "0",
+                 "--seed", "3", "--no-progress"]) == 0  # fmt: skip
+    import mrcfile
+
+    assert (out / "micrographs" / "mic_0000.mrc").exists()
+    assert not mrcfile.read(out / "truth" / "mic_0000_mask.mrc").any()

@@ -30,6 +30,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def jsonable(value: Any) -> Any:
     """Make argparse values JSON friendly (paths → str, callables dropped)."""
     if isinstance(value, Path):

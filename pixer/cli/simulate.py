@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pixer.cli._common import positive_float, positive_int, write_run_record
+from pixer.cli._common import nonnegative_int, positive_float, positive_int, write_run_record
 from pixer.simulate.dataset import simulate_dataset
 
 
@@ -34,8 +34,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--map", help="density map (MRC) to project")
     src.add_argument("--pdb", help="atomic model (PDB/mmCIF) to turn into density")
     src.add_argument("--demo", default="apoferritin", help="built-in pseudo-atomic model (default apoferritin)")
-    parser.add_argument("--particles", type=positive_int, default=None,
-                        help="particles per micrograph (default: from size and particle diameter)")
+    parser.add_argument("--particles", type=nonnegative_int, default=None,
+                        help="particles per micrograph (default: from size and particle diameter; "
+                             "0 makes empty micrographs, a negative control)")
     parser.add_argument("--no-interference", action="store_true", help="no carbon, ice, contaminants")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
