@@ -147,7 +147,7 @@ GRAD_WORKER = """
 import sys, torch
 sys.path.insert(0, sys.argv[2])
 from test_train import synthetic
-from pixer.train.distributed import ShardSampler, setup, cleanup
+from pixer.train.distributed import ShardSampler, setup, cleanup, exit_rank
 from pixer.train.segmentation import TileDataset, TrainConfig, build_training, make_loss
 env, device, created = setup("cpu")
 cfg = TrainConfig(tile=64, batch_size=4, steps=1, width=4, n_branches=1)
@@ -163,6 +163,8 @@ if env.rank == 0:
     inner = getattr(model, "module", model)
     torch.save({k: p.grad for k, p in inner.named_parameters()} | {k: b for k, b in inner.named_buffers()}, sys.argv[1])
 cleanup(created)
+if env.world_size > 1:
+    exit_rank(0)
 """
 
 

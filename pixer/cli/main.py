@@ -58,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args._main(args)
-        if _distributed_rank():
-            _hard_exit(int(rc or 0))
+        if args.command == "train":
+            from pixer.train.distributed import exit_rank, is_rank_process
+
+            if is_rank_process():
+                exit_rank(int(rc or 0))
     except PixerError as exc:
         print(f"pixer {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -70,28 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     return int(rc or 0)
-
-
-def _distributed_rank() -> bool:
-    """True in a process started as one of several ranks (torchrun or srun)."""
-    import os
-
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
-
-
-def _hard_exit(rc: int) -> None:
-    """End a finished distributed rank without running interpreter teardown.
-
-    Every output is written (atomically) and the process group is destroyed by
-    then; gloo's background threads can still abort the process during C++
-    static destruction ("terminate called without an active exception"), which
-    torchrun reports as a failed run. ``os._exit`` skips that teardown.
-    """
-    import os
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
 
 
 def run_command(name: str, argv: Sequence[str] | None = None) -> int:

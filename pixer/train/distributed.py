@@ -160,6 +160,25 @@ def cleanup(created: bool, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
+def is_rank_process() -> bool:
+    """True in a process started as one of several ranks (torchrun: ``WORLD_SIZE``; srun: ``SLURM_STEP_NUM_TASKS``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
+
+
+def exit_rank(rc: int = 0) -> None:
+    """End a finished rank process without interpreter teardown.
+
+    Call it after :func:`cleanup`, once every output is written (atomically).
+    gloo's background threads can abort the process during C++ static
+    destruction ("terminate called without an active exception", SIGABRT) even
+    after the group is destroyed, and torchrun then reports the run as failed;
+    ``os._exit`` skips that teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 def world() -> tuple[int, int]:
     """``(rank, world_size)`` of the initialised group, ``(0, 1)`` without one."""
     if dist.is_available() and dist.is_initialized():
