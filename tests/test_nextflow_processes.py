@@ -9,12 +9,11 @@ script does not make, and a script that writes into its input.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from nf.check import groovy_available
+from nf.check import copy_pipeline, groovy_available
 from nf.processes import describe, input_names, params_for, process, render, run_task, spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,11 +136,7 @@ def test_stubs_make_the_declared_outputs(facts, chain, tmp_path):
 @pytest.fixture()
 def planted(tmp_path) -> Path:
     """A copy of the pipeline to plant faults in."""
-    for name in ("main.nf", "nextflow.config"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("workflows", "conf", "bin"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    return tmp_path
+    return copy_pipeline(ROOT, tmp_path)
 
 
 def _evaluate_in(root: Path, chain, workdir: Path):

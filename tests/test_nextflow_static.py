@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from nf.check import groovy_available, pipeline_problems, structure_problems
+from nf.check import copy_pipeline, groovy_available, pipeline_problems, structure_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,13 +19,7 @@ pytestmark = pytest.mark.skipif(not groovy_available(), reason="Debian groovy + 
 @pytest.fixture()
 def copy(tmp_path) -> Path:
     """A copy of the pipeline files to plant faults in."""
-    for name in ("main.nf", "nextflow.config"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("workflows", "conf", "bin"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    (tmp_path / "docs").mkdir()
-    shutil.copy(ROOT / "docs" / "pipeline.md", tmp_path / "docs" / "pipeline.md")
-    return tmp_path
+    return copy_pipeline(ROOT, tmp_path, docs=True)
 
 
 def plant(path: Path, old: str, new: str) -> None:

@@ -31,6 +31,19 @@ LABELS = ("process_single", "process_low", "process_medium", "process_high", "pr
 REPORTS = ("trace", "timeline", "report", "dag")
 
 
+def copy_pipeline(root: Path, dest: Path, docs: bool = False) -> Path:
+    """Copy the pipeline files (main.nf, nextflow.config, workflows/, conf/, bin/; with ``docs``
+    also docs/pipeline.md) from ``root`` into ``dest``, to plant faults in."""
+    for name in ("main.nf", "nextflow.config"):
+        shutil.copy(root / name, dest / name)
+    for name in ("workflows", "conf", "bin"):
+        shutil.copytree(root / name, dest / name)
+    if docs:
+        (dest / "docs").mkdir()
+        shutil.copy(root / "docs" / "pipeline.md", dest / "docs" / "pipeline.md")
+    return dest
+
+
 def groovy_available() -> bool:
     """True when Debian's ``groovy`` and the JDK it needs are installed."""
     return shutil.which("groovy") is not None and Path(JAVA_HOME).is_dir()
