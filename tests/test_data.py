@@ -14,6 +14,7 @@ from pixer.data import (
     fourier_crop,
     iter_tile_batches,
     normalize,
+    pad_end,
     prepare,
     stitch,
     tile_starts,
@@ -147,3 +148,22 @@ def test_disc_labels_for_picks_scales_and_uses_origin():
     assert disc_labels_for_picks(df, "none", (30, 30), 4.0, 40.0).sum() == 0
     with pytest.raises(PixerError, match="missing column"):
         disc_labels_for_picks(df.drop(columns="x"), "a", (30, 30), 4.0, 40.0)
+
+
+@pytest.mark.parametrize("shape,ph,pw", [((5, 7), 3, 0), ((5, 7), 0, 20), ((3, 2), 11, 9), ((4, 4), 0, 0)])
+def test_pad_end_mirrors_like_numpy_symmetric_for_any_length(shape, ph, pw):
+    x = np.random.default_rng(6).normal(size=(2, *shape)).astype(np.float32)
+    ref = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+    assert np.array_equal(pad_end(x, ph, pw), ref)
+    assert torch.equal(pad_end(torch.from_numpy(x), ph, pw), torch.from_numpy(ref))
+    zero = pad_end(x, ph, pw, mode="zero")
+    assert np.array_equal(zero[:, : shape[0], : shape[1]], x) and not zero[:, shape[0]:].any()
+    with pytest.raises(ValueError, match="pad mode"):
+        pad_end(x, 1, 1, mode="wrap")
+
+
+def test_short_axis_tile_is_padded_with_micrograph_texture_not_a_flat_slab():
+    x = np.random.default_rng(7).normal(size=(40, 30)).astype(np.float32)
+    (tile,), _ = extract_tiles(x, 64, 32)
+    assert np.array_equal(tile[:40, :30], x)
+    assert tile[40:].std() > 0.5 and tile[:, 30:].std() > 0.5  # zero padding would give std 0

@@ -2,10 +2,13 @@
 
 PIXER runs its network on 512×512 tiles with stride 256 and averages the
 overlapping outputs. Tiles here always cover the whole image: the last tile of
-each axis is flush with the image edge. An axis shorter than the tile is
-**zero-padded** at its end (bottom / right); images reaching the network are
-normalised to zero mean, so zero is the mean grey level. Stitching crops the
-padding away again.
+each axis is flush with the image edge. A tile is ``t`` (square) or
+``(th, tw)`` (rectangular) pixels. An axis shorter than the tile is padded at its
+end (bottom / right) with the image's mirror image (:func:`pad_end`); stitching
+crops the padding away again. The picker avoids padding altogether by clamping
+the tile to the image (:func:`fit_tile`): a network shown a wide padded band
+(zero or mirrored) at the bottom / right — never seen in training — put
+spurious picks along those edges of small micrographs.
 
 Tile positions are ``(n, 2)`` int64 ``[y0, x0]`` (row, column of the tile's
 top-left pixel). Everything works on numpy arrays and on torch tensors;
@@ -39,7 +42,7 @@ def tile_starts(length: int, tile: int = 512, stride: int = 256) -> list[int]:
     -------
     list[int]
         Ascending starts; the last equals ``length - tile`` (flush with the end).
-        ``[0]`` when ``length <= tile`` (the tile is then zero-padded).
+        ``[0]`` when ``length <= tile`` (the tile is then padded, see :func:`pad_end`).
     """
     if tile <= 0 or not 0 < stride <= tile:
         raise ValueError(f"need tile > 0 and 0 < stride <= tile, got tile={tile}, stride={stride}")
@@ -51,32 +54,118 @@ def tile_starts(length: int, tile: int = 512, stride: int = 256) -> list[int]:
     return starts
 
 
-def tile_positions(shape: tuple[int, int], tile: int = 512, stride: int = 256) -> np.ndarray:
+TileSize = int | tuple[int, int]
+
+
+def tile_hw(tile: TileSize) -> tuple[int, int]:
+    """``(th, tw)`` of a tile given as ``t`` or ``(th, tw)``."""
+    if isinstance(tile, int | np.integer):
+        return int(tile), int(tile)
+    th, tw = tile
+    return int(th), int(tw)
+
+
+def fit_tile(shape: tuple[int, int], tile: int, stride: int, multiple: int = 8) -> tuple[tuple[int, int], int]:
+    """Clamp a square tile to an image so that no tile needs padding.
+
+    Parameters
+    ----------
+    shape
+        ``(h, w)`` of the image, pixels.
+    tile, stride
+        Requested square tile and stride, pixels.
+    multiple
+        Clamped sides are rounded **down** to a multiple of this (the network's
+        output stride), but never below it; the network pads the rest
+        (< ``multiple`` px) itself.
+
+    Returns
+    -------
+    tile_hw
+        ``(th, tw)`` with ``th = min(tile, h')`` and ``tw = min(tile, w')``.
+    stride
+        ``min(stride, th, tw)``.
+    """
+    def side(n: int) -> int:
+        if n >= tile:
+            return tile
+        return n if n < multiple else n - n % multiple
+
+    th, tw = side(int(shape[0])), side(int(shape[1]))
+    return (th, tw), max(1, min(stride, th, tw))
+
+
+def tile_positions(shape: tuple[int, int], tile: TileSize = 512, stride: int = 256) -> np.ndarray:
     """All tile positions for an image of ``shape = (h, w)``: ``(n, 2)`` int64 ``[y0, x0]``, row-major."""
-    ys, xs = tile_starts(shape[0], tile, stride), tile_starts(shape[1], tile, stride)
+    th, tw = tile_hw(tile)
+    ys, xs = tile_starts(shape[0], th, stride), tile_starts(shape[1], tw, stride)
     return np.array([(y, x) for y in ys for x in xs], dtype=np.int64).reshape(-1, 2)
 
 
-def _pad_to_tile(image: Array, tile: int) -> Array:
-    """Zero-pad the last two axes at their end up to at least ``tile``."""
-    h, w = image.shape[-2], image.shape[-1]
-    ph, pw = max(0, tile - h), max(0, tile - w)
+def mirror_indices(length: int, total: int) -> np.ndarray:
+    """Indices ``(total,)`` extending ``range(length)`` by mirroring at its end.
+
+    ``0, 1, …, n−1, n−1, n−2, …, 0, 0, 1, …`` (edge pixel repeated, as
+    ``numpy.pad(mode="symmetric")``), for any ``total >= length`` — also when the
+    padding is longer than the axis.
+    """
+    if length <= 0 or total < length:
+        raise ValueError(f"need 0 < length <= total, got length={length}, total={total}")
+    period = np.arange(total) % (2 * length)
+    return np.where(period < length, period, 2 * length - 1 - period).astype(np.int64)
+
+
+def pad_end(image: Array, ph: int, pw: int, mode: str = "mirror") -> Array:
+    """Pad the last two axes at their end (bottom by ``ph``, right by ``pw`` px).
+
+    Parameters
+    ----------
+    image
+        ``(..., h, w)`` numpy array or torch tensor.
+    ph, pw
+        Rows and columns to add, ``>= 0``.
+    mode
+        ``"mirror"`` (reflection that repeats the edge pixel, any pad length) or
+        ``"zero"``.
+
+    Returns
+    -------
+    Array
+        ``(..., h + ph, w + pw)``, same kind and dtype as ``image``.
+    """
     if ph == 0 and pw == 0:
         return image
+    h, w = image.shape[-2], image.shape[-1]
+    if mode == "zero":
+        if isinstance(image, torch.Tensor):
+            return torch.nn.functional.pad(image, (0, pw, 0, ph))
+        return np.pad(image, [(0, 0)] * (image.ndim - 2) + [(0, ph), (0, pw)])
+    if mode != "mirror":
+        raise ValueError(f"pad mode must be 'mirror' or 'zero', got {mode!r}")
+    iy, ix = mirror_indices(h, h + ph), mirror_indices(w, w + pw)
     if isinstance(image, torch.Tensor):
-        return torch.nn.functional.pad(image, (0, pw, 0, ph))
-    pad = [(0, 0)] * (image.ndim - 2) + [(0, ph), (0, pw)]
-    return np.pad(image, pad)
+        iy_t = torch.from_numpy(iy).to(image.device)
+        ix_t = torch.from_numpy(ix).to(image.device)
+        return image.index_select(-2, iy_t).index_select(-1, ix_t)
+    return image[..., iy, :][..., ix]
 
 
-def _gather(image: Array, positions: np.ndarray, tile: int) -> Array:
-    crops = [image[..., y : y + tile, x : x + tile] for y, x in positions]
+def _pad_to_tile(image: Array, tile: TileSize) -> Array:
+    """Mirror-pad the last two axes at their end up to at least the tile."""
+    th, tw = tile_hw(tile)
+    h, w = image.shape[-2], image.shape[-1]
+    return pad_end(image, max(0, th - h), max(0, tw - w))
+
+
+def _gather(image: Array, positions: np.ndarray, tile: TileSize) -> Array:
+    th, tw = tile_hw(tile)
+    crops = [image[..., y : y + th, x : x + tw] for y, x in positions]
     if isinstance(image, torch.Tensor):
         return torch.stack(crops)
     return np.stack(crops)
 
 
-def extract_tiles(image: Array, tile: int = 512, stride: int = 256) -> tuple[Array, np.ndarray]:
+def extract_tiles(image: Array, tile: TileSize = 512, stride: int = 256) -> tuple[Array, np.ndarray]:
     """Cut an image into overlapping tiles covering it.
 
     Parameters
@@ -84,12 +173,12 @@ def extract_tiles(image: Array, tile: int = 512, stride: int = 256) -> tuple[Arr
     image
         ``(..., h, w)`` numpy array or torch tensor.
     tile, stride
-        Tile size and step, pixels (see :func:`tile_starts`).
+        Tile size (``t`` or ``(th, tw)``) and step, pixels (see :func:`tile_starts`).
 
     Returns
     -------
     tiles
-        ``(n, ..., tile, tile)``, same kind and dtype as ``image``.
+        ``(n, ..., th, tw)``, same kind and dtype as ``image``.
     positions
         ``(n, 2)`` int64 ``[y0, x0]``.
     """
@@ -98,7 +187,7 @@ def extract_tiles(image: Array, tile: int = 512, stride: int = 256) -> tuple[Arr
 
 
 def iter_tile_batches(
-    image: Array, tile: int = 512, stride: int = 256, batch_size: int = 8
+    image: Array, tile: TileSize = 512, stride: int = 256, batch_size: int = 8
 ) -> Iterator[tuple[Array, np.ndarray]]:
     """Yield tiles batch by batch, so memory holds at most ``batch_size`` tiles.
 
@@ -107,14 +196,14 @@ def iter_tile_batches(
     image
         ``(..., h, w)`` numpy array or torch tensor.
     tile, stride
-        Tile size and step, pixels.
+        Tile size (``t`` or ``(th, tw)``) and step, pixels.
     batch_size
         Tiles per batch (the last batch may be smaller).
 
     Yields
     ------
     batch
-        ``(b, ..., tile, tile)``, same kind as ``image``.
+        ``(b, ..., th, tw)``, same kind as ``image``.
     positions
         ``(b, 2)`` int64 ``[y0, x0]``.
     """
@@ -133,7 +222,7 @@ class Stitcher:
     shape
         ``(h, w)`` of the image the tiles came from, pixels.
     tile
-        Tile size, pixels.
+        Tile size, pixels: ``t`` or ``(th, tw)``.
     device
         Where the accumulators live.
     dtype
@@ -151,15 +240,15 @@ class Stitcher:
     def __init__(
         self,
         shape: tuple[int, int],
-        tile: int,
+        tile: TileSize,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
     ) -> None:
         self.shape = (int(shape[0]), int(shape[1]))
-        self.tile = int(tile)
+        self.tile = tile_hw(tile)
         self.device = torch.device(device)
         self.dtype = dtype
-        self._padded = (max(self.shape[0], self.tile), max(self.shape[1], self.tile))
+        self._padded = (max(self.shape[0], self.tile[0]), max(self.shape[1], self.tile[1]))
         self._sum: torch.Tensor | None = None
         self._count = torch.zeros(self._padded, dtype=dtype, device=self.device)
         self._out_dtype: torch.dtype | None = None
@@ -170,25 +259,25 @@ class Stitcher:
         Parameters
         ----------
         batch_out
-            ``(b, ..., tile, tile)`` numpy or torch; trailing-leading dims
+            ``(b, ..., th, tw)`` numpy or torch; trailing-leading dims
             (``...``, e.g. channels) must be the same for every batch.
         positions
             ``(b, 2)`` ``[y0, x0]`` of each tile.
         """
         t = torch.as_tensor(batch_out)
-        if t.shape[-2:] != (self.tile, self.tile):
-            raise ValueError(f"tiles must be {self.tile}x{self.tile}, got {tuple(t.shape[-2:])}")
+        if tuple(t.shape[-2:]) != self.tile:
+            raise ValueError(f"tiles must be {self.tile[0]}x{self.tile[1]}, got {tuple(t.shape[-2:])}")
         if self._sum is None:
             self._out_dtype = t.dtype if t.is_floating_point() else torch.float32
             self._sum = torch.zeros(
                 (*t.shape[1:-2], *self._padded), dtype=self.dtype, device=self.device
             )
         t = t.to(device=self.device, dtype=self.dtype)
-        s = self.tile
+        th, tw = self.tile
         for tile_out, (y, x) in zip(t, np.asarray(torch.as_tensor(positions).cpu()), strict=True):
             y, x = int(y), int(x)
-            self._sum[..., y : y + s, x : x + s] += tile_out
-            self._count[y : y + s, x : x + s] += 1
+            self._sum[..., y : y + th, x : x + tw] += tile_out
+            self._count[y : y + th, x : x + tw] += 1
 
     def result(self) -> torch.Tensor:
         """The stitched average, ``(..., h, w)`` in the tiles' float dtype (float32 for ints) on ``device``.
@@ -203,19 +292,19 @@ class Stitcher:
         return out.to(self._out_dtype)
 
 
-def stitch(tiles: Array, positions: np.ndarray, shape: tuple[int, int], tile: int) -> Array:
+def stitch(tiles: Array, positions: np.ndarray, shape: tuple[int, int], tile: TileSize) -> Array:
     """Average overlapping tiles back into an image.
 
     Parameters
     ----------
     tiles
-        ``(n, ..., tile, tile)`` numpy or torch.
+        ``(n, ..., th, tw)`` numpy or torch.
     positions
         ``(n, 2)`` ``[y0, x0]`` as returned by :func:`extract_tiles`.
     shape
         ``(h, w)`` of the original image, pixels.
     tile
-        Tile size, pixels.
+        Tile size, pixels: ``t`` or ``(th, tw)``.
 
     Returns
     -------

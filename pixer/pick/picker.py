@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from pixer.data.preprocess import prepare
-from pixer.data.tiles import Stitcher, iter_tile_batches
+from pixer.data.tiles import Stitcher, fit_tile, iter_tile_batches
 from pixer.pick.localmax import grid_local_maxima
 
 
@@ -81,7 +81,9 @@ def probability_map(
 
     Tiles are pushed through the network in batches and stitched by averaging
     overlaps, so memory is bounded by ``batch_size`` tiles whatever the
-    micrograph size.
+    micrograph size. An axis shorter than ``tile`` gets a tile as long as the
+    axis (:func:`pixer.data.tiles.fit_tile`), so the network never sees a
+    padded band it was not trained on.
 
     Parameters
     ----------
@@ -98,8 +100,9 @@ def probability_map(
         ``(h, w)`` float32 probabilities in [0, 1].
     """
     model.eval()
-    stitcher = Stitcher(image.shape, tile, device=device)
-    for batch, positions in iter_tile_batches(image, tile, stride, batch_size):
+    tile_yx, stride = fit_tile(image.shape, tile, stride)  # never pad: no edge artefacts
+    stitcher = Stitcher(image.shape, tile_yx, device=device)
+    for batch, positions in iter_tile_batches(image, tile_yx, stride, batch_size):
         x = torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32, device=device)
         prob = torch.sigmoid(model(x[:, None]))[:, 0]
         stitcher.add(prob, positions)
