@@ -15,6 +15,9 @@ repository alone (no downloaded structures):
   amplitude contrast 0.07-0.15, crowding 5-45 % of the area, interference
   (carbon 0-0.7, contaminants 0-2.5, aggregates 0-3 per micrograph, ice gradient)
   or none;
+* crowded subsets (8 x scale): particles packed 0.8-0.95 diameters apart over
+  55-80 % of the area, as on EMPIAR-10059/10947, and empty subsets (4 x scale):
+  no particles, heavy carbon / contaminants / aggregates (negatives);
 * per micrograph (fixed seed) augmentations the simulator lacks: coloured
   (1/f^a) noise added on top of its white noise, a B-factor-like blur, and
   8-bit quantisation after a percentile clip, with 10-255 grey levels in use
@@ -66,6 +69,9 @@ LABEL_FRACTION = 0.6
 DEMOS = ("apoferritin", "small", "ribosome")
 EXTRA = ("globule", "rod", "ring")
 BINNED_PX = 320  # edge of a training micrograph after binning (px)
+#: Rough particle diameters (Å) used to plan pixel sizes and packing (the simulator measures the real ones).
+NOMINAL_DIAMETER_A = {"apoferritin": 125.0, "small": 62.0, "ribosome": 255.0, "globule": 46.0, "rod": 165.0,
+                      "ring": 150.0}
 
 
 # ------------------------------------------------------------------ extra shapes
@@ -103,7 +109,7 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
     rng = np.random.default_rng(seed)
     kinds = DEMOS * 3 + EXTRA * 2  # demos weighted a little more
     n_subsets = max(len(kinds), int(round(48 * scale)))
-    diam = {"apoferritin": 125.0, "small": 62.0, "ribosome": 255.0, "globule": 46.0, "rod": 165.0, "ring": 150.0}
+    diam = NOMINAL_DIAMETER_A
     subsets = []
     for i in range(n_subsets):
         kind = kinds[i % len(kinds)]
@@ -127,6 +133,32 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
             defocus_range=(round(lo), round(hi)), amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
             interference=interference,
         ))
+    # Crowded grids (EMPIAR-10059/10947 cover ~60 % of the area with touching particles) and empty
+    # micrographs full of junk (negatives): a separate stream, so the subsets above stay as they were.
+    rng2 = np.random.default_rng(seed + 1)
+    n_dense, n_empty = max(2, int(round(8 * scale))), max(1, int(round(4 * scale)))
+    for i in range(n_dense + n_empty):
+        dense = i < n_dense
+        kind = kinds[i % len(kinds)]
+        d = diam[kind]
+        d_px = float(np.exp(rng2.uniform(np.log(26), np.log(80))))
+        apix = float(np.clip(d / d_px, 0.8, 6.0))
+        size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
+        lo = float(rng2.uniform(5000, 25000))
+        hi = float(min(40000, lo + rng2.uniform(3000, 15000)))
+        spacing = float(rng2.uniform(0.8, 0.95))
+        ppm = int(rng2.uniform(0.55, 0.8) * size * size / (math.pi * (spacing * d / apix / 2) ** 2)) if dense else 0
+        interference = (dict(carbon=float(rng2.uniform(0, 0.3)), ice_gradient=1.0,
+                             contaminants=float(rng2.uniform(0, 1.5)), aggregates=float(rng2.uniform(0, 1)))
+                        if dense else
+                        dict(carbon=float(rng2.uniform(0.3, 1.0)), ice_gradient=1.0,
+                             contaminants=float(rng2.uniform(1, 4)), aggregates=float(rng2.uniform(1, 4))))
+        subsets.append(dict(
+            name=f"{'d' if dense else 'e'}{i:03d}_{kind}", kind=kind, n=2, size=size, apix=round(apix, 3),
+            snr_db=round(float(rng2.uniform(-20, -3)), 2), seed=5000 + i, particles=ppm,
+            defocus_range=(round(lo), round(hi)), amp_contrast=round(float(rng2.uniform(0.07, 0.15)), 3),
+            interference=interference, min_distance_fraction=round(spacing, 3) if dense else None,
+        ))
     return subsets
 
 
@@ -146,6 +178,8 @@ def simulate_all(work: Path, subsets: list[dict]) -> None:
             kw["demo"] = s["kind"]
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        if s.get("min_distance_fraction"):
+            kw["min_distance_A"] = s["min_distance_fraction"] * NOMINAL_DIAMETER_A[s["kind"]]
         simulate_dataset(tmp, n=s["n"], size=s["size"], apix=s["apix"], snr_db=s["snr_db"], seed=s["seed"],
                          particles_per_micrograph=s["particles"], interference=s["interference"], progress=False,
                          defocus_range=tuple(s["defocus_range"]), amp_contrast=s["amp_contrast"], **kw)
@@ -181,15 +215,16 @@ def build_samples(work: Path, subsets: list[dict]) -> tuple[list, list]:
         out = work / "sim" / s["name"]
         info = json.loads((out / "simulation.json").read_text())
         d = float(info["particle_diameter_A"])
-        picks = read_picks([str(out / "particles.star")])
+        picks = read_picks([str(out / "particles.star")]) if info["n_particles"] else None  # None: empty subset
         for j, mic_path in enumerate(sorted((out / "micrographs").glob("*.mrc"))):
             mic = read_micrograph(mic_path)
             rng = np.random.default_rng([7, k, j])
             data = _augment(mic.data, rng, s["apix"])
             image, used = prepare(data, s["apix"], target_apix(s["apix"], d, PARTICLE_PX))
             rel = f"micrographs/{mic_path.name}"
-            label = disc_labels_for_picks(picks, rel, image.shape, used, d, fraction=LABEL_FRACTION,
-                                          mic_apix=s["apix"])
+            label = (np.zeros(image.shape, np.uint8) if picks is None else
+                     disc_labels_for_picks(picks, rel, image.shape, used, d, fraction=LABEL_FRACTION,
+                                           mic_apix=s["apix"]))
             samples.append((image.astype(np.float32), label))
             rows.append(dict(subset=s["name"], micrograph=mic_path.name, diameter_A=round(d, 1),
                              binned_shape=list(image.shape), n_label_px=int(label.sum())))

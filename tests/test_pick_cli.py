@@ -94,7 +94,9 @@ def test_outputs_in_every_format(data):
     assert summary["threshold"].nunique() == 1
     record = json.loads((ref / "pixer_pick.json").read_text())
     assert record["threshold"] == pytest.approx(summary["threshold"].iloc[0], rel=1e-3)
-    assert record["threshold_rule"].startswith("auto")
+    assert record["threshold_rule"].startswith("auto: the model's own")
+    own = json.loads((data["model"] / "config.json").read_text())["pick_threshold"]
+    assert record["threshold"] == pytest.approx(own["value"]) and own["n_true"] > 10 and own["f1"] > 0.5
     picks = pd.read_csv(ref / "picks.csv")
     assert len(picks) == summary["n_picks"].sum() > 0
     assert (picks["score"] > record["threshold"]).all()
@@ -123,6 +125,23 @@ def test_rethreshold_without_recompute_and_numeric_threshold(data):
     assert set(summary["status"]) == {"skipped"} and (summary["threshold"] == 0.3).all()
     picks = pd.read_csv(out / "picks.csv")
     assert (picks["score"] > 0.3).all() and picks.groupby("micrograph").size().max() <= 5
+
+
+def test_edge_margin_drops_picks_the_edge_cuts_and_is_not_reused_from_old_parts(data):
+    out = data["root"] / "edge"
+    shutil.copytree(data["ref"] / "parts", out / "parts")  # parts made without a margin
+    margin_A, apix, size = 60.0, 4.0, 384  # the data: 384 px at 4 Å/px
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "none", "--threshold", "0.3",
+                          "--edge-margin", str(margin_A), "--torch-threads", "1")) == 0  # as the reference
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["status"]) == {"done"}  # recomputed, not skipped
+    picks = pd.read_csv(out / "picks.csv")
+    ref = pd.concat([pd.read_csv(p, comment="#") for p in sorted((data["ref"] / "parts").rglob("*.csv"))])
+    m = margin_A / apix
+    assert ((picks[["x", "y"]] >= m) & (picks[["x", "y"]] <= size - 1 - m)).all().all()
+    ref = ref[ref["score"] > 0.3]
+    near = (ref[["x", "y"]] < m).any(axis=1) | (ref[["x", "y"]] > size - 1 - m).any(axis=1)
+    assert near.any() and len(picks) == (~near).sum()  # exactly the reference picks away from the edge
 
 
 def test_calibrate_with_labelled_micrographs(data):

@@ -15,9 +15,11 @@ batches of --batch-micrographs; each worker loads the model once.
 
 Threshold: candidates above a low floor (0.05) are stored per micrograph in
 parts/; the threshold is applied when they are gathered. --threshold auto
-(default) splits the pooled candidate scores with Otsu's method when they are
-clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9),
-else uses 0.5; --calibrate-with COORDS picks the F1-optimal threshold on the
+(default) uses the model's own threshold when it has one (models trained by
+`pixer train` with held-out validation micrographs store the F1-optimal cut on
+them); otherwise it splits the pooled candidate scores with Otsu's method when
+they are clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to
+0.1-0.9), else uses 0.5; --calibrate-with COORDS picks the F1-optimal threshold on the
 micrographs those coordinates label; a number is used as is. The value is
 written to summary.csv and pixer_pick.json.
 
@@ -50,7 +52,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pixer.cli._common import positive_float, positive_int, write_run_record
+from pixer.cli._common import nonnegative_float, positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
 from pixer.evaluate.matching import mic_key
 from pixer.io.coords import read_picks
@@ -95,12 +97,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
     parser.add_argument("--threshold", type=threshold_arg, default="auto",
-                        help="minimum score (0-1) of a pick, or 'auto' (default): Otsu split of the "
-                             "candidate scores when bimodal, else 0.5")
+                        help="minimum score (0-1) of a pick, or 'auto' (default): the model's own "
+                             "calibrated threshold, else an Otsu split of the candidate scores when bimodal, "
+                             "else 0.5")
     parser.add_argument("--calibrate-with", metavar="COORDS", nargs="+", default=None,
                         help="labelled coordinates of some of the micrographs: use the F1-optimal threshold on them")
     parser.add_argument("--min-distance", type=positive_float, default=None,
                         help="minimum distance between picks in Å (default: the search's overlap rule)")
+    parser.add_argument("--edge-margin", type=nonnegative_float, default=0.0, metavar="Å",
+                        help="drop picks whose centre is closer than this to the micrograph edge, in Å "
+                             "(default 0: keep all; the particle radius drops particles the edge cuts)")
     parser.add_argument("--max-picks", type=positive_int, default=None, help="cap on picks per micrograph")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="tiles per forward pass (default 8)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default auto)")
@@ -164,7 +170,8 @@ def _cluster_options(args: argparse.Namespace, device: str) -> dict:
                 log_directory=str(Path(args.out) / "slurm_logs"))  # fmt: skip
 
 
-def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float) -> tuple[float, str]:
+def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float,
+                      model_config: dict) -> tuple[float, str]:
     """The threshold of this run and how it was chosen."""
     if truth is not None:
         keys = {mic_key(m) for m in truth["micrograph"].astype(str)}
@@ -173,7 +180,7 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
             raise PixerError(f"{args.calibrate_with[0]}: no labelled micrograph among the picked ones")
         return calibrated_threshold(labelled, truth, args.diameter / apix)
     if args.threshold == "auto":
-        return auto_threshold(candidates["score"].to_numpy())
+        return auto_threshold(candidates["score"].to_numpy(), model_config.get("pick_threshold"))
     return float(args.threshold), "fixed: --threshold"
 
 
@@ -195,7 +202,7 @@ def main(args: argparse.Namespace) -> int:
     truth = read_picks(args.calibrate_with) if args.calibrate_with else None
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
-                        max_picks=None, batch_size=args.batch_size)  # fmt: skip
+                        max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
     task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                     classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
     names = [str(p) for p in paths]
@@ -215,7 +222,7 @@ def main(args: argparse.Namespace) -> int:
         raise PixerError(f"{args.micrographs[0]}: every micrograph failed, first error: {failed['error'].iloc[0]}")
     apix = args.apix or float(done["apix"].dropna().median())
     candidates = gather_parts(out, list(done["micrograph"]))
-    threshold, rule = _choose_threshold(args, candidates, truth, apix)
+    threshold, rule = _choose_threshold(args, candidates, truth, apix, config)
     picks = apply_threshold(candidates, threshold, args.max_picks)
     counts = picks["micrograph"].value_counts()
     summary.insert(2, "n_picks", [int(counts.get(m, 0)) for m in summary["micrograph"]])

@@ -37,6 +37,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", type=nonnegative_int, default=None,
                         help="particles per micrograph (default: from size and particle diameter; "
                              "0 makes empty micrographs, a negative control)")
+    parser.add_argument("--min-distance", type=positive_float, default=None,
+                        help="least distance between particle centres in Å (default: the particle diameter; "
+                             "smaller values pack particles so that they touch, as on crowded grids)")
     parser.add_argument("--no-interference", action="store_true", help="no carbon, ice, contaminants")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -54,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
         pdb_path=args.pdb,
         demo=args.demo,
         particles_per_micrograph=args.particles,
+        min_distance_A=args.min_distance,
         interference=not args.no_interference,
         progress=not args.no_progress,
     )

@@ -45,6 +45,11 @@ class PickParams:
         (PIXER: 512 and 256; overlaps are averaged).
     classifier_min
         With a crop classifier, least P(particle) a candidate must have.
+    edge_margin_A
+        Drop picks whose centre is closer than this to the micrograph edge
+        (0: keep all). The particle's radius drops particles the edge cuts, as
+        RELION's LoG picker does and as expert annotations such as CryoPPP's
+        (no centre within ~0.6 diameters of the edge) assume.
     """
 
     diameter_A: float
@@ -56,6 +61,7 @@ class PickParams:
     tile: int = 512
     stride: int = 256
     classifier_min: float = 0.5
+    edge_margin_A: float = 0.0
 
 
 def model_apix(config: dict, diameter_A: float, apix: float) -> float:
@@ -170,6 +176,11 @@ def pick_image(
         p_particle = classify_candidates(image, apix, picks, classifier, params.diameter_A, target, small)
         picks["p_particle"] = p_particle
         picks = picks[p_particle >= params.classifier_min]
+    if params.edge_margin_A > 0 and len(picks):
+        m = params.edge_margin_A / apix
+        h, w = image.shape
+        inside = (picks["x"] >= m) & (picks["y"] >= m) & (picks["x"] <= w - 1 - m) & (picks["y"] <= h - 1 - m)
+        picks = picks[inside]
     if params.min_distance_A:
         picks = _enforce_min_distance(picks, params.min_distance_A / apix)
     return picks.sort_values("score", ascending=False, ignore_index=True), prob, apix_used

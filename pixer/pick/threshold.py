@@ -1,4 +1,4 @@
-"""Choosing the pick threshold: fixed, automatic (Otsu on candidate scores) or calibrated.
+"""Choosing the pick threshold: fixed, automatic (the model's own, or Otsu on candidate scores) or calibrated.
 
 Parts store every candidate above a low floor; the threshold is applied when the parts are
 gathered, so a run can be re-thresholded without recomputing. Keeping picks "strictly above"
@@ -62,26 +62,38 @@ def otsu_threshold(scores: np.ndarray, bins: int = 256, lo: float = 0.0, hi: flo
     return float(edges[k + 1]), float(between[k] / var_total) if var_total > 0 else 0.0
 
 
-def auto_threshold(scores: np.ndarray) -> tuple[float, str]:
+def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> tuple[float, str]:
     """The ``--threshold auto`` rule.
 
-    Scores of the local maxima of a trained model's map are bimodal: background
-    maxima near the floor, particles near 1. Otsu's method splits the pooled
-    candidate scores (all micrographs); the split is used when there are at
-    least ``AUTO_MIN_CANDIDATES`` candidates and the separability is at least
-    ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``. Otherwise the fixed
-    probability cutoff ``FALLBACK_THRESHOLD`` (0.5) is used.
+    1. A model that stores its own threshold (``config.json["pick_threshold"]``,
+       the F1-optimal cut on its held-out validation micrographs, written by
+       ``pixer train``; :mod:`pixer.train.calibrate`) uses it: it was measured
+       on the user's own kind of data.
+    2. Otherwise the scores of the local maxima of a trained model's map are
+       usually bimodal (background near the floor, particles near 1): Otsu's
+       method splits the pooled candidate scores (all micrographs) when there are
+       at least ``AUTO_MIN_CANDIDATES`` candidates and the separability is at
+       least ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``.
+    3. Else the fixed probability cutoff ``FALLBACK_THRESHOLD`` (0.5).
 
     Parameters
     ----------
     scores
         ``(n,)`` candidate scores (above :data:`CANDIDATE_FLOOR`).
+    model_threshold
+        The model's ``pick_threshold`` record (``value``, ``f1``, ``n_true``,
+        ``n_micrographs``) or None.
 
     Returns
     -------
     threshold, rule
         The threshold and a one-line description of how it was chosen.
     """
+    if model_threshold and model_threshold.get("value") is not None:
+        t = float(model_threshold["value"])
+        return t, (f"auto: the model's own threshold (F1 {float(model_threshold.get('f1', float('nan'))):.3f} on "
+                   f"{model_threshold.get('n_true', '?')} particles of its {model_threshold.get('n_micrographs', '?')} "
+                   "held-out validation micrographs)")
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(s) < AUTO_MIN_CANDIDATES:
         return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} (only {len(s)} candidates)"

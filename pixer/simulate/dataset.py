@@ -112,6 +112,7 @@ def simulate_dataset(
     voltage: float = 300.0,
     cs: float = 2.7,
     amp_contrast: float = 0.1,
+    min_distance_A: float | None = None,
 ) -> dict:
     """Simulate ``n`` micrographs of ``size x size`` px and write them with their truth.
 
@@ -139,6 +140,10 @@ def simulate_dataset(
         Voxel size of ``map_path`` when its header has none.
     defocus_range, astigmatism, voltage, cs, amp_contrast
         Optics (Å, Å, kV, mm, fraction).
+    min_distance_A
+        Least centre-to-centre distance of two particles, Å (default: the
+        particle diameter). Below the diameter particles touch and their
+        projections overlap, as on densely packed grids.
 
     Returns
     -------
@@ -162,7 +167,7 @@ def simulate_dataset(
         res = simulate_micrograph(
             fvol, vol_apix, (size, size), apix, ppm, snr_db, np.random.default_rng([seed, i]),
             defocus_range=defocus_range, astigmatism=astigmatism, interference=interference,
-            diameter_A=diameter, name=name, **optics)
+            diameter_A=diameter, name=name, min_distance_A=min_distance_A, **optics)
         box = res.params["box"]
         _write_mrc(out / name, res.image, apix)
         _write_mrc(out / "truth" / f"{stem}_clean.mrc", res.clean, apix)
@@ -189,6 +194,7 @@ def simulate_dataset(
         "map_box": int(vol.shape[0]),
         "particle_diameter_A": round(diameter, 3),
         "particles_per_micrograph": ppm,
+        "min_distance_A": round(float(diameter if min_distance_A is None else min_distance_A), 3),
         "n_particles": int(len(particles)),
         "box_px": box,
         "interference": (dict(DEFAULT_INTERFERENCE) if interference is True else

@@ -25,9 +25,11 @@ Scale and restarts:
   ``init_from``: start every weight from a saved segmentation model (fine-tuning).
 
 Outputs in ``out_dir``: ``model.pt`` + ``config.json``
-(:func:`pixer.models.store.save_model`), ``train_log.csv`` (step, loss,
-val_loss, val_iou, lr), ``train_curve.png`` and, with checkpoints,
-``checkpoint.pt``, each written atomically.
+(:func:`pixer.models.store.save_model`; with held-out validation micrographs
+``config.json["pick_threshold"]`` holds the F1-optimal pick threshold on them,
+:mod:`pixer.train.calibrate`), ``train_log.csv`` (step, loss, val_loss, val_iou,
+lr), ``train_curve.png`` and, with checkpoints, ``checkpoint.pt``, each written
+atomically.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
 from pixer.models.store import load_model, save_model
 from pixer.train import checkpoint as ckpt_io
+from pixer.train.calibrate import calibrate_pick_threshold
 from pixer.train.distributed import (
     DistEnv,
     ShardSampler,
@@ -390,6 +393,14 @@ def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: D
         tile=config.tile, stride=config.stride or config.tile // 2, norm_k=config.norm_k,
         particle_px=config.particle_px, seed=config.seed, train=cfg_dict, metrics=metrics,
     )  # fmt: skip
+    if metrics["val_held_out"] and config.particle_px:
+        # the score cut `pixer pick --threshold auto` uses with this model (see pixer.train.calibrate)
+        calib = calibrate_pick_threshold(inner, [samples[i] for i in val_idx], float(config.particle_px),
+                                         device=device)  # fmt: skip
+        if calib is not None:
+            meta["pick_threshold"] = calib
+            log_rank(env, "pixer train", f"pick threshold {calib['value']:.3f} (F1 {calib['f1']:.3f} on "
+                                         f"{calib['n_true']} particles of {calib['n_micrographs']} held-out micrographs)")
     save_model(out_dir, inner.cpu(), meta)
     if rows:
         plot_curve(out_dir / "train_curve.png", rows)
