@@ -20,7 +20,8 @@ Stages (``--stages``, default all):
 * ``prepare``  PNG → MRC per data set and split (``trainval`` = train + valid), truth CSVs;
 * ``tune``     peer settings on ``trainval`` only: Topaz ``preprocess -s`` ∈ ``--topaz-scales``,
   RELION LoG diameter window ∈ ``--relion-windows`` (× diameter); the best F1 wins;
-* ``train``    pixer fine-tuned per data set on ``trainval`` (from scratch; ``--ft-steps``);
+* ``train``    pixer fine-tuned per data set on ``trainval`` (``--ft-steps``; from scratch, or from
+  ``--ft-init general``);
 * ``test``     every picker on the test split; table + PR curves;
 * ``control``  simulated micrographs with no particles (interference on), picks per micrograph.
 
@@ -152,13 +153,16 @@ def read_any(spec) -> pd.DataFrame:
 
 # --- pickers -------------------------------------------------------------------------------------
 
-def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float) -> dict:
-    """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.05) give the curve."""
+def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float, edge_fraction: float = 0.0) -> dict:
+    """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.05) give the curve.
+    ``edge_fraction`` > 0 adds ``--edge-margin edge_fraction × diameter``."""
     from pixer.pick.batch import gather_parts
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = PIXER + ["pick", "--micrographs", folder / "micrographs", "--model", model, "--diameter",
                    f"{diameter_px:g}", "--apix", f"{APIX:g}", "--out", out, "--cluster", "none", "--no-progress"]
+    if edge_fraction > 0:
+        cmd += ["--edge-margin", f"{edge_fraction * diameter_px * APIX:g}"]
     t = run(cmd, out.parent / (out.name + ".log"))
     summary = pd.read_csv(out / "summary.csv", dtype={"micrograph": str})
     done = summary.loc[summary["status"] != "failed", "micrograph"].astype(str).tolist()
@@ -327,7 +331,8 @@ def train(work: Path, datasets: list[str], steps: int, init: str | None) -> None
         print(f"trained {out} in {t:.0f} s", flush=True)
 
 
-def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list[str], tuned: dict) -> pd.DataFrame:
+def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list[str], tuned: dict,
+         edge_fraction: float = 0.0) -> pd.DataFrame:
     rows, curves = [], {}
     for ds in datasets:
         folder, d = work / "mrc" / ds / "test", DIAMETER_PX[ds]
@@ -337,8 +342,10 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
         for name, model in models.items():
             model = Path(str(model).replace("{ds}", ds))
             if "pixer" in pickers and (model / "config.json").exists():
-                runs.append((f"pixer[{name}]", lambda m=model, nm=name: pick_pixer(
-                    folder, work / "test" / ds / f"pixer_{nm}", m, d)))
+                tag = f"{name},edge {edge_fraction:g}d" if edge_fraction > 0 else name
+                sub = f"pixer_{name}_edge{edge_fraction:g}" if edge_fraction > 0 else f"pixer_{name}"
+                runs.append((f"pixer[{tag}]", lambda m=model, sub=sub: pick_pixer(
+                    folder, work / "test" / ds / sub, m, d, edge_fraction)))
         if "topaz" in pickers and not topaz_available():
             s = best_setting(tuned, ds, "topaz", 2)
             runs.append((f"topaz[s={s}]", lambda s=s: pick_topaz_folder(folder, work / "test" / ds / "topaz", d, s)))
@@ -471,7 +478,9 @@ def main() -> None:
     p.add_argument("--topaz-scales", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--relion-windows", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--ft-steps", type=int, default=300)
-    p.add_argument("--ft-init", default=None, help="pixer train --init value (when pixer train has it)")
+    p.add_argument("--ft-init", default=None, help="pixer train --init value (e.g. general)")
+    p.add_argument("--edge-margin", type=float, default=0.0, metavar="FRACTION",
+                   help="pixer pick --edge-margin as a fraction of the diameter (test stage; default 0)")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -484,7 +493,7 @@ def main() -> None:
     if "train" in a.stages:
         train(work, a.datasets, a.ft_steps, a.ft_init)
     if "test" in a.stages:
-        test(work, a.datasets, models, a.pickers, tuned)
+        test(work, a.datasets, models, a.pickers, tuned, a.edge_margin)
     if "control" in a.stages:
         control(work, models, a.pickers, tuned)
 

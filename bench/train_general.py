@@ -62,7 +62,10 @@ from pixer.labels.discs import disc_labels_for_picks
 from pixer.simulate.dataset import simulate_dataset
 from pixer.simulate.density import density_from_atoms
 from pixer.train.prepare import target_apix
+from pixer.models.store import load_model
+from pixer.train.calibrate import calibrate_pick_threshold
 from pixer.train.segmentation import TrainConfig, train_segmentation
+from pixer.train.tiles import split_samples
 
 PARTICLE_PX = 24.0
 LABEL_FRACTION = 0.6
@@ -158,6 +161,28 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
             snr_db=round(float(rng2.uniform(-20, -3)), 2), seed=5000 + i, particles=ppm,
             defocus_range=(round(lo), round(hi)), amp_contrast=round(float(rng2.uniform(0.07, 0.15)), 3),
             interference=interference, min_distance_fraction=round(spacing, 3) if dense else None,
+        ))
+    return subsets
+
+
+def plan_calibration(n: int = 8, seed: int = 90210) -> list[dict]:
+    """Fresh empty micrographs (never trained on) with heavy junk, for the pick threshold."""
+    rng = np.random.default_rng(seed)
+    kinds = DEMOS + EXTRA
+    subsets = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        d = NOMINAL_DIAMETER_A[kind]
+        apix = float(np.clip(d / float(np.exp(rng.uniform(np.log(26), np.log(110)))), 0.8, 6.0))
+        size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
+        lo = float(rng.uniform(5000, 25000))
+        subsets.append(dict(
+            name=f"c{i:03d}_{kind}", kind=kind, n=1, size=size, apix=round(apix, 3),
+            snr_db=round(float(rng.uniform(-20, -3)), 2), seed=9000 + i, particles=0,
+            defocus_range=(round(lo), round(min(40000, lo + rng.uniform(3000, 15000)))),
+            amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
+            interference=dict(carbon=float(rng.uniform(0.2, 1.0)), ice_gradient=1.0,
+                              contaminants=float(rng.uniform(0.5, 4)), aggregates=float(rng.uniform(0.5, 4))),
         ))
     return subsets
 
@@ -309,6 +334,17 @@ def main(argv=None) -> int:
     model_dir = work / "model"
     metrics = train_segmentation(samples, model_dir, config, progress=False, resume=True)
     cfg = json.loads((model_dir / "config.json").read_text())
+    # The pick threshold: F1-optimal on the held-out validation micrographs, raised until fresh
+    # empty micrographs full of junk keep at most one pick each (pixer.train.calibrate).
+    calib_subsets = plan_calibration()
+    simulate_all(work, calib_subsets)
+    empties, _ = build_samples(work, calib_subsets)
+    _, val_idx = split_samples(len(samples), config.val_fraction, config.seed)
+    model, _ = load_model(model_dir, device=device)
+    calib = calibrate_pick_threshold(model, [samples[i] for i in val_idx] + empties, PARTICLE_PX, device=device,
+                                     max_picks_per_empty=1.0)
+    cfg["pick_threshold"] = calib
+    print(f"pick threshold {json.dumps(calib)}", flush=True)
     cfg["general"] = dict(
         recipe="python bench/train_general.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         n_subsets=len(subsets), n_micrographs=len(samples), kinds=sorted({s["kind"] for s in subsets}),

@@ -37,13 +37,18 @@ def test_otsu_splits_two_modes_and_reports_separability():
     assert t_auto == pytest.approx(t) and rule.startswith("auto: Otsu")
 
 
-def test_auto_falls_back_on_unimodal_scores_and_prefers_the_models_own_cut():
-    s = np.random.default_rng(1).uniform(0.05, 1.0, 500)
-    assert auto_threshold(s)[0] == FALLBACK_THRESHOLD
-    assert auto_threshold(s[:5])[0] == FALLBACK_THRESHOLD
+def test_auto_prefers_a_clear_split_then_the_models_own_cut_then_the_fallback():
+    rng = np.random.default_rng(1)
+    unimodal = rng.uniform(0.05, 1.0, 500)
+    bimodal = np.concatenate([rng.uniform(0.05, 0.2, 300), rng.uniform(0.8, 0.95, 100)])
     own = {"value": 0.31, "f1": 0.8, "n_true": 120, "n_micrographs": 2}
-    t, rule = auto_threshold(s, own)
-    assert t == 0.31 and "model's own" in rule and "120 particles" in rule
+    assert auto_threshold(unimodal)[0] == FALLBACK_THRESHOLD
+    assert auto_threshold(unimodal[:5])[0] == FALLBACK_THRESHOLD
+    t, rule = auto_threshold(unimodal, own)
+    assert t == 0.31 and "model's own" in rule and "120 particles" in rule and "not bimodal" in rule
+    assert auto_threshold(unimodal[:5], own)[0] == 0.31
+    t, rule = auto_threshold(bimodal, own)
+    assert t == pytest.approx(otsu_threshold(bimodal)[0]) and rule.startswith("auto: Otsu")
 
 
 def test_label_centres_are_disc_centres():
@@ -73,3 +78,30 @@ def test_calibration_cuts_between_true_particles_and_decoys():
     assert CANDIDATE_FLOOR < calib["value"] < 0.45  # every true peak is below 0.5
     # too few labelled particles: no calibration
     assert calibrate_pick_threshold(MapAsLogits(), [(samples[0][0], np.zeros_like(samples[0][1]))], D) is None
+
+
+def test_empty_validation_micrographs_raise_the_cut_until_they_stay_clean():
+    """Two labelled micrographs (true peaks 0.85-1, decoys 0.15-0.25) and two empty ones whose
+    junk peaks at 0.45-0.7: the F1-optimal cut, midway between decoys and particles, would
+    leave junk picks on the empty micrographs; the calibrated cut rises above the junk and
+    still keeps every true particle."""
+    rng = np.random.default_rng(3)
+    grid = [(x, y) for x in range(20, 180, 30) for y in range(20, 140, 30)]
+    samples = []
+    for k in range(4):
+        pts = rng.permutation(grid).astype(float)
+        if k < 2:
+            true, decoy = pts[:14], pts[14:]
+            prob = blobs((160, 200), np.vstack([true, decoy]),
+                         np.r_[rng.uniform(0.85, 1.0, len(true)), rng.uniform(0.15, 0.25, len(decoy))])
+            samples.append((prob, disc_labels(prob.shape, true, 0.3 * D)))
+        else:
+            junk = pts[:5]
+            prob = blobs((160, 200), junk, rng.uniform(0.45, 0.7, len(junk)))
+            samples.append((prob, np.zeros(prob.shape, np.uint8)))
+    calib = calibrate_pick_threshold(MapAsLogits(), samples, D, tile=128, stride=64, max_picks_per_empty=1.0)
+    assert calib["n_empty"] == 2 and calib["n_true"] == 28
+    assert calib["f1_cut"] < calib["empty_cut"] == calib["value"]
+    assert calib["picks_per_empty"] <= 1.0 and calib["recall"] == 1.0
+    loose = calibrate_pick_threshold(MapAsLogits(), samples, D, tile=128, stride=64, max_picks_per_empty=10.0)
+    assert loose["value"] == loose["f1_cut"] and loose["picks_per_empty"] > 1.0

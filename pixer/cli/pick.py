@@ -15,11 +15,11 @@ batches of --batch-micrographs; each worker loads the model once.
 
 Threshold: candidates above a low floor (0.05) are stored per micrograph in
 parts/; the threshold is applied when they are gathered. --threshold auto
-(default) uses the model's own threshold when it has one (models trained by
-`pixer train` with held-out validation micrographs store the F1-optimal cut on
-them); otherwise it splits the pooled candidate scores with Otsu's method when
-they are clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to
-0.1-0.9), else uses 0.5; --calibrate-with COORDS picks the F1-optimal threshold on the
+(default) splits the pooled candidate scores with Otsu's method when they are
+clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9);
+otherwise it uses the model's own threshold when it has one (`pixer train`
+stores the F1-optimal cut on its held-out validation micrographs), else 0.5;
+--calibrate-with COORDS picks the F1-optimal threshold on the
 micrographs those coordinates label; a number is used as is. The value is
 written to summary.csv and pixer_pick.json.
 
@@ -97,9 +97,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
     parser.add_argument("--threshold", type=threshold_arg, default="auto",
-                        help="minimum score (0-1) of a pick, or 'auto' (default): the model's own "
-                             "calibrated threshold, else an Otsu split of the candidate scores when bimodal, "
-                             "else 0.5")
+                        help="minimum score (0-1) of a pick, or 'auto' (default): an Otsu split of the "
+                             "candidate scores when bimodal, else the model's own calibrated threshold, else 0.5")
     parser.add_argument("--calibrate-with", metavar="COORDS", nargs="+", default=None,
                         help="labelled coordinates of some of the micrographs: use the F1-optimal threshold on them")
     parser.add_argument("--min-distance", type=positive_float, default=None,

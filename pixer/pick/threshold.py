@@ -65,15 +65,17 @@ def otsu_threshold(scores: np.ndarray, bins: int = 256, lo: float = 0.0, hi: flo
 def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> tuple[float, str]:
     """The ``--threshold auto`` rule.
 
-    1. A model that stores its own threshold (``config.json["pick_threshold"]``,
-       the F1-optimal cut on its held-out validation micrographs, written by
-       ``pixer train``; :mod:`pixer.train.calibrate`) uses it: it was measured
-       on the user's own kind of data.
-    2. Otherwise the scores of the local maxima of a trained model's map are
-       usually bimodal (background near the floor, particles near 1): Otsu's
-       method splits the pooled candidate scores (all micrographs) when there are
-       at least ``AUTO_MIN_CANDIDATES`` candidates and the separability is at
-       least ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``.
+    1. The scores of the local maxima of a well-trained model's map are bimodal
+       (background near the floor, particles near 1): Otsu's method splits the
+       pooled candidate scores (all micrographs) when there are at least
+       ``AUTO_MIN_CANDIDATES`` candidates and the separability is at least
+       ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``.
+    2. Otherwise a model that stores its own threshold
+       (``config.json["pick_threshold"]``: the F1-optimal cut on its held-out
+       validation micrographs, written by ``pixer train``;
+       :mod:`pixer.train.calibrate`) uses it. This is the usual case for a model
+       fine-tuned on a few real micrographs: scores are not bimodal and true
+       particles sit at 0.25-0.4.
     3. Else the fixed probability cutoff ``FALLBACK_THRESHOLD`` (0.5).
 
     Parameters
@@ -89,19 +91,21 @@ def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> t
     threshold, rule
         The threshold and a one-line description of how it was chosen.
     """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    eta = 0.0
+    if len(s) >= AUTO_MIN_CANDIDATES:
+        t, eta = otsu_threshold(s)
+        if eta >= AUTO_MIN_SEPARABILITY:
+            t = float(np.clip(t, *AUTO_RANGE))
+            return t, f"auto: Otsu split of {len(s)} candidate scores (separability {eta:.2f})"
+    why = (f"only {len(s)} candidates" if len(s) < AUTO_MIN_CANDIDATES
+           else f"scores not bimodal, separability {eta:.2f}")
     if model_threshold and model_threshold.get("value") is not None:
         t = float(model_threshold["value"])
-        return t, (f"auto: the model's own threshold (F1 {float(model_threshold.get('f1', float('nan'))):.3f} on "
-                   f"{model_threshold.get('n_true', '?')} particles of its {model_threshold.get('n_micrographs', '?')} "
-                   "held-out validation micrographs)")
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if len(s) < AUTO_MIN_CANDIDATES:
-        return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} (only {len(s)} candidates)"
-    t, eta = otsu_threshold(s)
-    if eta < AUTO_MIN_SEPARABILITY:
-        return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} (scores not bimodal, separability {eta:.2f})"
-    t = float(np.clip(t, *AUTO_RANGE))
-    return t, f"auto: Otsu split of {len(s)} candidate scores (separability {eta:.2f})"
+        return t, (f"auto: the model's own threshold ({why}; F1 {float(model_threshold.get('f1', float('nan'))):.3f} "
+                   f"on {model_threshold.get('n_true', '?')} particles of its "
+                   f"{model_threshold.get('n_micrographs', '?')} held-out validation micrographs)")
+    return FALLBACK_THRESHOLD, f"auto: fallback {FALLBACK_THRESHOLD} ({why})"
 
 
 def calibrated_threshold(candidates: pd.DataFrame, truth: pd.DataFrame, diameter_px: float) -> tuple[float, str]:

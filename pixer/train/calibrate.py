@@ -7,7 +7,13 @@ of the first. After training, :func:`calibrate_pick_threshold` picks every
 held-out validation micrograph (whole images, the same tiles and local-maximum
 search as ``pixer pick``) and keeps the F1-optimal score cut against the
 particle centres of its labels. ``pixer pick --threshold auto`` uses it
-(``config.json["pick_threshold"]``) when the model has one.
+(``config.json["pick_threshold"]``) when the candidate scores are not clearly
+bimodal (:func:`pixer.pick.threshold.auto_threshold`).
+
+Validation micrographs whose label is empty (negatives: bare ice, carbon,
+contaminants) add a second condition: the cut is raised until they keep at most
+``max_picks_per_empty`` picks each on average, since a picker that fills empty
+micrographs with picks is worse than one that misses a few weak particles.
 
 Truth centres are the centroids of the connected components of each label
 (discs from coordinates, or the masks of ``pixer labels``); units are pixels
@@ -62,6 +68,7 @@ def calibrate_pick_threshold(
     tile: int = 512,
     stride: int = 256,
     device: str | torch.device = "cpu",
+    max_picks_per_empty: float = 1.0,
 ) -> dict | None:
     """F1-optimal pick threshold of ``model`` on labelled micrographs.
 
@@ -76,26 +83,34 @@ def calibrate_pick_threshold(
         Particle diameter in pixels of these images (matching radius: half).
     tile, stride
         Inference tiles, pixels (as ``pixer pick``).
+    max_picks_per_empty
+        On samples with an empty label, the most picks per micrograph (mean)
+        the cut may leave.
 
     Returns
     -------
     dict or None
         ``value`` (the cut; picks strictly above it are kept), ``f1``,
-        ``precision``, ``recall`` at it, ``n_micrographs``, ``n_true``,
-        ``n_candidates``; None when the samples hold fewer than
-        :data:`MIN_CALIBRATION_PARTICLES` particles.
+        ``precision``, ``recall`` at it (on the labelled micrographs),
+        ``f1_cut`` (the F1-optimal cut), ``empty_cut`` (the least cut meeting
+        ``max_picks_per_empty``, or None without empty samples),
+        ``picks_per_empty`` at ``value``, ``n_micrographs``, ``n_empty``,
+        ``n_true``, ``n_candidates``; None when the labelled samples hold fewer
+        than :data:`MIN_CALIBRATION_PARTICLES` particles.
     """
     from pixer.evaluate.metrics import evaluate
     from pixer.pick.localmax import grid_local_maxima
     from pixer.pick.picker import probability_map
     from pixer.pick.threshold import CANDIDATE_FLOOR, calibrated_threshold
 
-    cands, truth = [], []
+    cands, truth, empty = [], [], []
     was_training = model.training
     model.eval()
     try:
         for i, (image, label) in enumerate(samples):
             centres = label_centres(label)
+            if not len(centres):
+                empty.append(str(i))
             truth.append(pd.DataFrame({"micrograph": str(i), "x": centres[:, 0], "y": centres[:, 1]}))
             prob = probability_map(np.asarray(image, np.float32), model, tile, stride, device=device)
             xy, scores = grid_local_maxima(prob, diameter_px, min_score=CANDIDATE_FLOOR)
@@ -106,8 +121,21 @@ def calibrate_pick_threshold(
     if len(truth_df) < MIN_CALIBRATION_PARTICLES:
         return None
     cand_df = pd.concat(cands, ignore_index=True)
-    value, _ = calibrated_threshold(cand_df, truth_df, diameter_px)
-    at = evaluate(cand_df[cand_df["score"] > value], truth_df, diameter_px=diameter_px)
+    on_empty = cand_df["micrograph"].isin(empty)
+    labelled = cand_df[~on_empty]
+    f1_cut, _ = calibrated_threshold(labelled, truth_df, diameter_px)
+    empty_cut = None
+    if empty:
+        # least cut leaving at most floor(max × n_empty) picks on the empty micrographs
+        scores = np.sort(cand_df.loc[on_empty, "score"].to_numpy())[::-1]
+        keep = int(np.floor(max_picks_per_empty * len(empty)))
+        empty_cut = float(scores[keep]) if keep < len(scores) else CANDIDATE_FLOOR
+    value = max(f1_cut, empty_cut or 0.0)
+    at = evaluate(labelled[labelled["score"] > value], truth_df, diameter_px=diameter_px)
     return dict(value=round(float(value), 6), f1=float(at["f1"]), precision=float(at["precision"]),
-                recall=float(at["recall"]), n_micrographs=len(samples), n_true=int(len(truth_df)),
+                recall=float(at["recall"]), f1_cut=round(float(f1_cut), 6),
+                empty_cut=None if empty_cut is None else round(empty_cut, 6),
+                picks_per_empty=(float((cand_df.loc[on_empty, "score"] > value).sum() / len(empty)) if empty
+                                 else None),
+                n_micrographs=len(samples), n_empty=len(empty), n_true=int(len(truth_df)),
                 n_candidates=int(len(cand_df)))
