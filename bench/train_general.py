@@ -107,22 +107,42 @@ def extra_shape(kind: str, apix: float) -> np.ndarray:
 
 # ------------------------------------------------------------------ the mix
 
+def _draw_geometry(rng: np.random.Generator, kind: str, max_px: float) -> tuple[float, int]:
+    """Pixel size (particle spanning 26..max_px raw px, 0.8-6 Å/px) and a micrograph size that is
+    ~BINNED_PX px after binning to PARTICLE_PX; one draw."""
+    d = NOMINAL_DIAMETER_A[kind]
+    apix = float(np.clip(d / float(np.exp(rng.uniform(np.log(26), np.log(max_px)))), 0.8, 6.0))
+    size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
+    return apix, size
+
+
+def _draw_defocus(rng: np.random.Generator) -> tuple[int, int]:
+    """A defocus window (Å) of 3000-15000 Å starting at 5000-25000 Å; two draws."""
+    lo = float(rng.uniform(5000, 25000))
+    hi = float(min(40000, lo + rng.uniform(3000, 15000)))
+    return round(lo), round(hi)
+
+
+def _subset(rng: np.random.Generator, name: str, kind: str, apix: float, size: int, defocus: tuple[int, int],
+            seed: int, particles: int, interference, n: int = 2, **extra) -> dict:
+    """One subset's simulate_dataset arguments (draws SNR, then amplitude contrast)."""
+    snr = round(float(rng.uniform(-20, -3)), 2)
+    return dict(name=name, kind=kind, n=n, size=size, apix=round(apix, 3), snr_db=snr, seed=seed,
+                particles=particles, defocus_range=defocus, amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
+                interference=interference, **extra)
+
+
 def plan(scale: float, seed: int = 20260) -> list[dict]:
     """The training subsets: one dict of simulate_dataset arguments + augmentation per subset."""
     rng = np.random.default_rng(seed)
     kinds = DEMOS * 3 + EXTRA * 2  # demos weighted a little more
     n_subsets = max(len(kinds), int(round(48 * scale)))
-    diam = NOMINAL_DIAMETER_A
     subsets = []
     for i in range(n_subsets):
         kind = kinds[i % len(kinds)]
-        d = diam[kind]
-        # particle diameter in raw px: 26-110 (so the binning factor varies), apix 0.8-6 Å/px
-        d_px = float(np.exp(rng.uniform(np.log(26), np.log(110))))
-        apix = float(np.clip(d / d_px, 0.8, 6.0))
-        size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
-        lo = float(rng.uniform(5000, 25000))
-        hi = float(min(40000, lo + rng.uniform(3000, 15000)))
+        d = NOMINAL_DIAMETER_A[kind]
+        apix, size = _draw_geometry(rng, kind, 110)  # the binning factor varies
+        defocus = _draw_defocus(rng)
         fill = float(rng.uniform(0.05, 0.45))
         ppm = max(1, int(fill * size * size / (math.pi * (d / apix / 2) ** 2)))
         if rng.random() < 0.15:
@@ -130,12 +150,7 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
         else:
             interference = dict(carbon=float(rng.uniform(0, 0.7)), ice_gradient=1.0,
                                 contaminants=float(rng.uniform(0, 2.5)), aggregates=float(rng.uniform(0, 3)))
-        subsets.append(dict(
-            name=f"s{i:03d}_{kind}", kind=kind, n=2, size=size, apix=round(apix, 3),
-            snr_db=round(float(rng.uniform(-20, -3)), 2), seed=1000 + i, particles=ppm,
-            defocus_range=(round(lo), round(hi)), amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
-            interference=interference,
-        ))
+        subsets.append(_subset(rng, f"s{i:03d}_{kind}", kind, apix, size, defocus, 1000 + i, ppm, interference))
     # Crowded grids (EMPIAR-10059/10947 cover ~60 % of the area with touching particles) and empty
     # micrographs full of junk (negatives): a separate stream, so the subsets above stay as they were.
     rng2 = np.random.default_rng(seed + 1)
@@ -143,12 +158,9 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
     for i in range(n_dense + n_empty):
         dense = i < n_dense
         kind = kinds[i % len(kinds)]
-        d = diam[kind]
-        d_px = float(np.exp(rng2.uniform(np.log(26), np.log(80))))
-        apix = float(np.clip(d / d_px, 0.8, 6.0))
-        size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
-        lo = float(rng2.uniform(5000, 25000))
-        hi = float(min(40000, lo + rng2.uniform(3000, 15000)))
+        d = NOMINAL_DIAMETER_A[kind]
+        apix, size = _draw_geometry(rng2, kind, 80)
+        defocus = _draw_defocus(rng2)
         spacing = float(rng2.uniform(0.8, 0.95))
         ppm = int(rng2.uniform(0.55, 0.8) * size * size / (math.pi * (spacing * d / apix / 2) ** 2)) if dense else 0
         interference = (dict(carbon=float(rng2.uniform(0, 0.3)), ice_gradient=1.0,
@@ -156,12 +168,8 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
                         if dense else
                         dict(carbon=float(rng2.uniform(0.3, 1.0)), ice_gradient=1.0,
                              contaminants=float(rng2.uniform(1, 4)), aggregates=float(rng2.uniform(1, 4))))
-        subsets.append(dict(
-            name=f"{'d' if dense else 'e'}{i:03d}_{kind}", kind=kind, n=2, size=size, apix=round(apix, 3),
-            snr_db=round(float(rng2.uniform(-20, -3)), 2), seed=5000 + i, particles=ppm,
-            defocus_range=(round(lo), round(hi)), amp_contrast=round(float(rng2.uniform(0.07, 0.15)), 3),
-            interference=interference, min_distance_fraction=round(spacing, 3) if dense else None,
-        ))
+        subsets.append(_subset(rng2, f"{'d' if dense else 'e'}{i:03d}_{kind}", kind, apix, size, defocus, 5000 + i,
+                               ppm, interference, min_distance_fraction=round(spacing, 3) if dense else None))
     return subsets
 
 
@@ -172,18 +180,11 @@ def plan_calibration(n: int = 8, seed: int = 90210) -> list[dict]:
     subsets = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
-        d = NOMINAL_DIAMETER_A[kind]
-        apix = float(np.clip(d / float(np.exp(rng.uniform(np.log(26), np.log(110)))), 0.8, 6.0))
-        size = int(min(1536, max(256, round(BINNED_PX * max(1.0, (d / PARTICLE_PX) / apix) / 16) * 16)))
-        lo = float(rng.uniform(5000, 25000))
-        subsets.append(dict(
-            name=f"c{i:03d}_{kind}", kind=kind, n=1, size=size, apix=round(apix, 3),
-            snr_db=round(float(rng.uniform(-20, -3)), 2), seed=9000 + i, particles=0,
-            defocus_range=(round(lo), round(min(40000, lo + rng.uniform(3000, 15000)))),
-            amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
-            interference=dict(carbon=float(rng.uniform(0.2, 1.0)), ice_gradient=1.0,
-                              contaminants=float(rng.uniform(0.5, 4)), aggregates=float(rng.uniform(0.5, 4))),
-        ))
+        apix, size = _draw_geometry(rng, kind, 110)
+        defocus = _draw_defocus(rng)
+        interference = dict(carbon=float(rng.uniform(0.2, 1.0)), ice_gradient=1.0,
+                            contaminants=float(rng.uniform(0.5, 4)), aggregates=float(rng.uniform(0.5, 4)))
+        subsets.append(_subset(rng, f"c{i:03d}_{kind}", kind, apix, size, defocus, 9000 + i, 0, interference, n=1))
     return subsets
 
 

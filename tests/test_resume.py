@@ -41,6 +41,11 @@ def test_stop_and_resume_is_bit_identical(tmp_path):
     assert same_weights(tmp_path / "full", tmp_path / "part")
     assert (tmp_path / "full/train_log.csv").read_text() == (tmp_path / "part/train_log.csv").read_text()
     assert done["val_iou"] == full["val_iou"] and done["best_step"] == full["best_step"]
+    # resuming a finished run trains nothing, leaves the weights and keeps the timing of the real run
+    again = train_segmentation(samples, tmp_path / "part", cfg, progress=False, resume=True)
+    assert same_weights(tmp_path / "full", tmp_path / "part")
+    assert again["seconds"] == done["seconds"] > 0 and again["tiles_per_s"] == done["tiles_per_s"] > 0
+    assert again["resumed_from"] == 5
 
 
 def test_resume_refuses_other_settings_and_bad_files(tmp_path):

@@ -35,6 +35,7 @@ atomically.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -388,6 +389,10 @@ def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: D
         n_train=len(train_idx), n_val=len(val_idx), val_held_out=len(samples) >= 2 and config.val_fraction > 0,
         rank=rank, world_size=world, ddp_max_param_diff=drift, resumed_from=start if resume else None, amp=amp,
     )  # fmt: skip
+    if start >= config.steps and (out_dir / "config.json").is_file():
+        # rerun of a finished run (e.g. to recalibrate): keep the timing of the run that trained
+        done = json.loads((out_dir / "config.json").read_text()).get("metrics", {})
+        metrics.update({k: done[k] for k in ("seconds", "tiles_per_s", "resumed_from") if k in done})
     meta = dict(
         apix=config.apix, diameter_A=list(config.diameter_A) if config.diameter_A else None,
         tile=config.tile, stride=config.stride or config.tile // 2, norm_k=config.norm_k,
