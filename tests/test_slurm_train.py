@@ -31,8 +31,9 @@ def test_srun_two_tasks_train_one_model(tmp_path):
     state = wait_job(job, timeout=400, poll=1.0)
     text = (tmp_path / f"job-{job}.out").read_text() if (tmp_path / f"job-{job}.out").exists() else ""
     assert state in ("COMPLETED", "UNKNOWN"), f"job {job}: {state}\n{text[-3000:]}"
-    for rank in (0, 1):  # both ranks took part, rendezvous via SLURM's variables
-        assert f"rank {rank}/2 (slurm" in text and text.count(f"rank {rank}/2 (slurm") == 2, text[-3000:]
+    for rank in (0, 1):  # both ranks took part (a start and an end line each), rendezvous via SLURM's variables
+        lines = [ln for ln in text.splitlines() if f"rank {rank}/2 (slurm" in ln]
+        assert sum("device cpu" in ln for ln in lines) == 1 and sum(" steps, " in ln for ln in lines) == 1, text[-3000:]
     metrics = json.loads((out / "config.json").read_text())["metrics"]
     assert metrics["world_size"] == 2 and metrics["ddp_max_param_diff"] == 0.0
     assert (out / "model.pt").is_file() and (out / "pixer_train.json").is_file()
