@@ -170,3 +170,23 @@ def test_micrographs_star_relative_to_cwd(tmp_path, monkeypatch):
     starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": ["Movies/m.mrc", "Movies/gone.mrc"]})}, star)
     with pytest.raises(PixerError, match="1 of 2 micrographs not found, e.g. Movies/gone.mrc"):
         list_micrographs(star)
+
+
+def test_remove_stale_temps_only_touches_atomic_temp_names(tmp_path):
+    from pixer.io.paths import atomic_path, remove_stale_temps
+
+    (tmp_path / "parts" / "a").mkdir(parents=True)
+    stale = [tmp_path / "parts" / "a" / ".mic_001.k2j4_s9q.tmp.csv", tmp_path / ".picks.abcdefgh.tmp.csv"]
+    kept = [tmp_path / "parts" / "a" / "mic_001.csv", tmp_path / ".hidden", tmp_path / "notes.tmp.csv",
+            tmp_path / ".mic.tmp.csv"]
+    for p in stale + kept:
+        p.write_text("x")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+    assert remove_stale_temps(tmp_path / "missing") == []
+    # the pattern is the one atomic_path really uses: a kill mid-write leaves exactly this name
+    with atomic_path(tmp_path / "x.star") as tmp:
+        tmp.write_text("y")
+        name = tmp.name
+    (tmp_path / name).write_text("left by a killed run")
+    assert remove_stale_temps(tmp_path) == [tmp_path / name] and (tmp_path / "x.star").read_text() == "y"

@@ -141,3 +141,21 @@ def test_suppress_overlaps_rule():
 def test_bad_diameter_raises():
     with pytest.raises(ValueError):
         grid_local_maxima(np.zeros((10, 10)), 0.0)
+
+
+def test_distance_rule_is_greedy_in_score_order():
+    """A chain 0-1-2 at spacing 8 with min distance 10: 0 removes 1, so 2 survives (a removed
+    pick suppresses nothing); the brute-force greedy loop agrees on random picks."""
+    from pixer.pick.suppress import suppress_within
+
+    chain = np.array([[0.0, 0.0], [8.0, 0.0], [16.0, 0.0]])
+    assert suppress_within(chain, 10.0).tolist() == [True, False, True]
+    assert suppress_within(chain, 8.0).tolist() == [True, False, True]  # inclusive
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 200, size=(300, 2))
+    keep = np.ones(len(xy), bool)
+    for i in range(len(xy)):
+        if keep[i]:
+            near = np.hypot(*(xy - xy[i]).T) <= 12.0
+            keep[np.flatnonzero(near)[np.flatnonzero(near) > i]] = False
+    assert suppress_within(xy, 12.0).tolist() == keep.tolist()

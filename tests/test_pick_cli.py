@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,6 +145,20 @@ def test_edge_margin_drops_picks_the_edge_cuts_and_is_not_reused_from_old_parts(
     assert near.any() and len(picks) == (~near).sum()  # exactly the reference picks away from the edge
 
 
+def test_min_distance_keeps_picks_apart_and_recomputes_old_parts(data):
+    out = data["root"] / "mindist"
+    shutil.copytree(data["ref"] / "parts", out / "parts")  # parts made without a minimum distance
+    assert main(pick_argv(data["mics"], data["model"], out, "--cluster", "none", "--threshold", "0.05",
+                          "--min-distance", "240")) == 0  # fmt: skip
+    assert set(pd.read_csv(out / "summary.csv")["status"]) == {"done"}
+    picks = pd.read_csv(out / "picks.csv")
+    assert len(picks) > 3
+    for _, p in picks.groupby("micrograph"):
+        xy = p[["x", "y"]].to_numpy()
+        dist = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1))
+        assert dist[np.triu_indices(len(xy), 1)].min() > 240 / 4.0  # Å → px at 4 Å/px
+
+
 def test_calibrate_with_labelled_micrographs(data):
     out = data["root"] / "calibrated"
     shutil.copytree(data["ref"] / "parts", out / "parts")
@@ -226,7 +241,11 @@ def test_killed_run_leaves_no_partial_files_and_resumes(many):
         table = pd.read_csv(part, comment="#")
         assert list(table.columns) == ["micrograph", "x", "y", "score"]
     assert not (out / "picks.csv").exists()
+    # what a kill during a write leaves (the kill above may or may not have hit one)
+    planted = parts[0].parent / f".{parts[0].stem}.ab12_x9z.tmp.csv"
+    planted.write_text("micrograph,x\n")
     assert main(argv) == 0
+    assert not [p for p in out.rglob(".*") if ".tmp" in p.name], "temporary files left behind"
     summary = pd.read_csv(out / "summary.csv")
     assert (summary["status"] == "skipped").sum() >= len(parts)
     same_outputs(many["ref"], out)

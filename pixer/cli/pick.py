@@ -28,7 +28,9 @@ coords_suffix_pixer.star and autopick.star), micrographs.star, one RELION 3.1
 particles.star, picks_topaz.txt, EMAN box/, picks.csv, summary.csv (one row per
 micrograph: status, picks, candidates, threshold, seconds, worker,
 slurm_job_id), failed.csv (micrograph, reason) and parts/. Rerunning the same
-command skips micrographs whose part exists; failed micrographs are listed and
+command skips micrographs whose part exists (made with the same edge margin,
+minimum distance and classifier; otherwise recomputed) and first removes the
+temporary files an interrupted run left; failed micrographs are listed and
 the run goes on.
 
 Model: --model MODEL_DIR (pixer train); without it, the general model shipped
@@ -57,7 +59,7 @@ from pixer.errors import PixerError
 from pixer.evaluate.matching import mic_key
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
-from pixer.io.paths import atomic_path
+from pixer.io.paths import atomic_path, remove_stale_temps
 from pixer.models.classifier import load_classifier
 from pixer.models.general import resolve_model
 from pixer.models.store import load_model
@@ -205,6 +207,9 @@ def main(args: argparse.Namespace) -> int:
     task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                     classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
     names = [str(p) for p in paths]
+    stale = remove_stale_temps(out)
+    if stale:
+        print(f"pixer pick: removed {len(stale)} temporary file(s) an interrupted run left in {out}", flush=True)
     if args.cluster == "none" and args.scheduler_address is None and args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()

@@ -98,6 +98,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+#: Names :func:`atomic_path` gives its temporary files (``.{stem}.{8 random}.tmp{suffix}``).
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed run of :func:`atomic_path` left under ``folder``.
+
+    Only names of the exact temporary pattern are touched, never a final output.
+    Call it before a run starts writing (a concurrent writer's temp would go too).
+
+    Returns
+    -------
+    list[Path]
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*.tmp*"):
+        if path.is_file() and _TEMP_NAME.match(path.name):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically and return the path."""
     with atomic_path(path) as tmp:

@@ -47,11 +47,11 @@ def part_path(outdir: str | Path, name: str) -> Path:
 
 def read_part_header(part: str | Path) -> dict[str, float]:
     """``apix``, ``floor``, ``classified`` (1.0 when a classifier scored the
-    candidates) and ``edge`` (the edge margin in Å) from a part's first line
-    (NaN / 0 when absent)."""
+    candidates), ``edge`` (the edge margin, Å) and ``mind`` (the minimum
+    distance, Å; 0 for none) from a part's first line (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
-    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0}
+    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
@@ -61,9 +61,10 @@ def read_part_header(part: str | Path) -> dict[str, float]:
 
 
 def _reusable(meta: dict[str, float], params: PickParams, classified: bool) -> bool:
-    """A part can be reused when its floor is low enough and the same kind of scoring and edge margin made it."""
+    """A part can be reused when its floor is low enough and the same scoring, edge margin and
+    minimum distance made it."""
     return (meta["floor"] <= params.threshold and bool(meta["classified"]) == classified
-            and meta["edge"] == float(params.edge_margin_A))
+            and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0))
 
 
 def read_part(part: str | Path) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def pick_file(
     picks = picks.round({"x": 2, "y": 2, "score": 5})
     with atomic_path(part) as tmp, open(tmp, "w") as fh:
         fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)} "
-                 f"edge={float(params.edge_margin_A)!r}\n")
+                 f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r}\n")
         picks[PART_COLUMNS].to_csv(fh, index=False)
     return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
             "apix": mic.apix, **worker_info(), "error": ""}

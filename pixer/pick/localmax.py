@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.spatial import cKDTree
+
+from pixer.pick.suppress import suppress_overlaps
 
 #: Gaussian sigma of the smoothing window, as a fraction of the particle diameter.
 SMOOTH_SIGMA_FRACTION = 0.1
@@ -240,58 +241,6 @@ def hill_climb(start: torch.Tensor, next_idx: torch.Tensor, max_steps: int = MAX
             break
         idx = new
     return idx
-
-
-def suppress_overlaps(xy: np.ndarray, diameter_px: float, overlap: float = 0.7) -> np.ndarray:
-    """Greedy non-maximum suppression of overlapping particle boxes.
-
-    Of two picks closer than ``diameter_px`` whose square boxes of side
-    ``diameter_px`` overlap by more than ``overlap * diameter_px**2`` (overlap
-    area ``(d - |dx|) * (d - |dy|)``), the stronger one is kept; a pick removed
-    by a stronger one does not suppress others (greedy in score order).
-
-    Parameters
-    ----------
-    xy
-        ``(n, 2)`` float, pixel coordinates **sorted by decreasing score**.
-    diameter_px
-        Particle diameter (box side) in pixels.
-    overlap
-        Fraction of the box area above which the weaker pick is dropped.
-
-    Returns
-    -------
-    np.ndarray
-        ``(n,)`` bool, True for picks to keep.
-    """
-    n = len(xy)
-    keep = np.ones(n, dtype=bool)
-    if n < 2 or diameter_px <= 0:
-        return keep
-    d = float(diameter_px)
-    pairs = cKDTree(xy).query_pairs(r=d, output_type="ndarray")  # i < j: i is stronger
-    if len(pairs) == 0:
-        return keep
-    delta = np.abs(xy[pairs[:, 0]] - xy[pairs[:, 1]])
-    close = np.hypot(delta[:, 0], delta[:, 1]) < d
-    area = np.clip(d - delta[:, 0], 0, None) * np.clip(d - delta[:, 1], 0, None)
-    pairs = pairs[close & (area > overlap * d * d)]
-    # Resolve the greedy order in parallel rounds: a pick is settled once all its
-    # stronger conflicting neighbours are settled.
-    state = np.zeros(n, dtype=np.int8)  # 0 unsettled, 1 kept, -1 suppressed
-    involved = np.zeros(n, dtype=bool)
-    involved[pairs.ravel()] = True
-    state[~involved] = 1
-    while (state == 0).any():
-        strong, weak = pairs[:, 0], pairs[:, 1]
-        killed = np.zeros(n, dtype=bool)
-        killed[weak[state[strong] == 1]] = True
-        pending = np.zeros(n, dtype=bool)
-        pending[weak[state[strong] == 0]] = True
-        undecided = state == 0
-        state[undecided & killed] = -1
-        state[undecided & ~killed & ~pending] = 1
-    return state == 1
 
 
 def grid_local_maxima(

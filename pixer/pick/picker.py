@@ -19,6 +19,7 @@ import torch
 from pixer.data.preprocess import prepare
 from pixer.data.tiles import Stitcher, fit_tile, iter_tile_batches
 from pixer.pick.localmax import grid_local_maxima
+from pixer.pick.suppress import suppress_within
 
 
 @dataclass
@@ -231,18 +232,9 @@ def classify_candidates(
 
 
 def _enforce_min_distance(picks: pd.DataFrame, min_px: float) -> pd.DataFrame:
-    """Greedy removal of weaker picks closer than ``min_px`` to a stronger one."""
-    from scipy.spatial import cKDTree
-
+    """Greedy removal of weaker picks within ``min_px`` of a stronger kept one."""
     if len(picks) < 2:
         return picks
     order = np.argsort(-picks["score"].to_numpy(), kind="stable")
-    xy = picks[["x", "y"]].to_numpy()[order]
-    tree = cKDTree(xy)
-    keep = np.ones(len(xy), dtype=bool)
-    for i in range(len(xy)):
-        if keep[i]:
-            for j in tree.query_ball_point(xy[i], min_px):
-                if j > i:
-                    keep[j] = False
+    keep = suppress_within(picks[["x", "y"]].to_numpy()[order], min_px)
     return picks.iloc[order[keep]].reset_index(drop=True)
