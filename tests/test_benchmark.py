@@ -16,6 +16,7 @@ from pixer.evaluate.masks import mask_centres
 from pixer.evaluate.matching import match_picks
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import read_micrograph
+from pixer.io.mrc_write import write_mrc
 
 HEADER = "dataset,micrographs,apix,diameter,truth,model,peers\n"
 
@@ -175,3 +176,14 @@ def test_read_mask_truth_pairs_by_name_and_scales(tmp_path):
     got = truth.sort_values(["micrograph", "x"])[["x", "y"]].to_numpy()
     want = (np.array([(20, 30), (60, 90), (100, 40)], float) + 0.5) * 2 - 0.5
     assert np.abs(got - want).max() <= 1.0
+
+
+def test_rows_without_a_model_use_the_general_model(tmp_path):
+    from pixer.models.general import general_model_dir
+
+    (tmp_path / "mics").mkdir()
+    write_mrc(tmp_path / "mics" / "a.mrc", np.zeros((32, 32), np.float32), 2.0)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(HEADER + "A,mics,,55,,,\nB,mics,,55,,general,\n")
+    a, b = read_samplesheet(sheet)
+    assert Path(a.model) == Path(b.model) == general_model_dir()

@@ -47,7 +47,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``pixer benchmark``."""
     parser.add_argument("--samplesheet", required=True, help="CSV, one data set per row (see docs/benchmark.md)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model", default=None, help="pixer model folder for rows without a model column")
+    parser.add_argument("--model", default=None,
+                        help="pixer model folder (or 'general') for rows without a model column "
+                             "(default: the general model shipped with pixer)")
     parser.add_argument("--peers", type=peers_arg, default=(),
                         help=f"other pickers for rows without a peers value, comma-separated ({','.join(KNOWN_PEERS)})")
     pick = parser.add_argument_group("passed to pixer pick")

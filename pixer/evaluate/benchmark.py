@@ -48,6 +48,7 @@ from pixer.evaluate.metrics import evaluate
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import RASTER_SUFFIXES, TIFF_SUFFIXES, list_micrographs
 from pixer.io.paths import atomic_path, safe_relpath, write_text_atomic
+from pixer.models.general import GENERAL, resolve_model
 from pixer.pick.batch import gather_parts
 
 __all__ = ["TABLE_COLUMNS", "Dataset", "parse_peers", "read_samplesheet", "run_benchmark", "write_table"]
@@ -123,9 +124,10 @@ def _check_row(row: dict, base: Path, model: str | None, peers: tuple[str, ...])
     truth = _resolve(row["truth"], base) if row.get("truth") else None
     if truth is not None and not (Path(truth).exists() or any(c in truth for c in "*?[")):
         raise PixerError(f"truth: {truth}: no such file or folder")
-    model_dir = _resolve(row["model"], base) if row.get("model") else model
-    if model_dir is None:
-        raise PixerError("no model: give a model column or --model")
+    if row.get("model"):
+        model_dir = str(resolve_model(GENERAL)) if row["model"] == GENERAL else _resolve(row["model"], base)
+    else:  # --model, else the general model shipped with pixer (as `pixer pick`)
+        model_dir = str(resolve_model(model))
     if not (Path(model_dir) / "config.json").is_file():
         raise PixerError(f"model: {model_dir}: not a pixer model folder (no config.json)")
     return Dataset(row["dataset"], 0, mics, len(files), apix, diameter, truth, str(model_dir),
