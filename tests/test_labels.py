@@ -314,6 +314,41 @@ def test_cli_writes_a_label_folder_and_train_reads_it(sim, tmp_path):
               str(sim / "particles.star"), "--out", str(model)])
 
 
+def test_interrupted_label_run_resumes_and_skips_finished_micrographs(sim, tmp_path, capsys):
+    """A run that died after its first micrograph: the rerun skips that one, redoes the other
+    and ends with the same folder as an uninterrupted run; other settings start afresh."""
+    import shutil
+
+    argv = ["labels", "--particles", str(sim / "particles.star"), "--map", str(sim / "map.mrc"), "--micrographs",
+            str(sim / "micrographs"), "--instance", "--no-progress"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*argv, "--out", str(full)]) == 0
+    # what a kill after the first micrograph leaves: its label, instance and done record, no index
+    shutil.copytree(full, part)
+    (part / "label_index.star").unlink()
+    second = sorted((part / "done").rglob("*.json"))[1]
+    second.unlink()
+    label_of_second = json.loads((full / "done" / second.relative_to(part / "done")).read_text())["index"]
+    (part / label_of_second["pixerLabelFile"]).unlink()
+    first_label = sorted(part.rglob("*_label.mrc"))[0]
+    stamp = first_label.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, "--out", str(part)]) == 0
+    assert "1 of 2 micrographs already done" in capsys.readouterr().out
+    assert first_label.stat().st_mtime_ns == stamp  # not rewritten
+    for name in ("label_index.star", "labels.star"):  # equal but for starfile's time stamp
+        def body(path):
+            return [ln for ln in path.read_text().splitlines() if not ln.startswith("# Created by")]
+        assert body(part / name) == body(full / name), name
+    for f in full.rglob("*_label.mrc"):
+        assert np.array_equal(mrcfile.read(f), mrcfile.read(part / f.relative_to(full)))
+    # another threshold: nothing is reused
+    capsys.readouterr()
+    assert main([*argv, "--out", str(part), "--threshold", "0.3"]) == 0
+    assert "already done" not in capsys.readouterr().out
+    assert first_label.stat().st_mtime_ns != stamp
+
+
 def test_disc_fallback_folder_trains(sim, tmp_path):
     out = tmp_path / "discs"
     assert main(["labels", "--coords", str(sim / "particles.star"), "--diameter", "120", "--micrographs",

@@ -13,6 +13,8 @@ the micrograph pixel size from --apix, the STAR (rlnMicrographPixelSize, or a
 Writes <name>_label.mrc (int8 0/1) [+ <name>_instance.mrc] per micrograph,
 label_index.star (label file per micrograph; `pixer train --labels DIR` reads
 it), labels.star (every particle: pasted or skipped, and why) and labels.json.
+Rerunning the same command into the same folder skips the micrographs an
+interrupted run finished (any other settings start afresh).
 
 example:
   pixer labels --particles sim/particles.star --map sim/map.mrc \\
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
@@ -33,7 +36,7 @@ from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.star import read_particles
 from pixer.labels.discs import DEFAULT_FRACTION
-from pixer.labels.folder import disc_label_results, write_label_folder
+from pixer.labels.folder import completed_micrographs, disc_label_results, write_label_folder
 from pixer.labels.inputs import micrograph_files, resolve_apix, shapes_from_star
 from pixer.labels.reconstruction import synthesize_labels, unknown_micrograph_records
 from pixer.labels.threshold import LabelThreshold, iso_level_for_mass
@@ -88,6 +91,31 @@ def _threshold(args: argparse.Namespace, vol, vol_apix: float) -> LabelThreshold
     return LabelThreshold("fraction", fraction=0.1 if args.threshold is None else args.threshold, fill_holes=fill)
 
 
+def _file_id(path: str | None) -> list | None:
+    """A file's identity for the resume check: resolved path, size, modification time."""
+    if not path:
+        return None
+    p = Path(path)
+    if not p.exists():
+        return [str(path)]
+    st = p.stat()
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _settings(args: argparse.Namespace, shapes: dict, apix: dict) -> dict:
+    """Everything that decides the labels: a rerun with equal settings may skip finished micrographs."""
+    keep = ("map_apix", "apix", "out_apix", "threshold", "iso_level", "mass_kda", "no_fill_holes", "instance",
+            "diameter", "label_fraction")
+    sources = [args.particles] if args.particles else list(args.coords or [])
+    return {
+        "pixer_labels": 1, "args": {k: getattr(args, k, None) for k in keep},
+        "inputs": [_file_id(p) for p in sources], "map": _file_id(args.map),
+        "micrographs_star": _file_id(args.micrographs_star),
+        "shapes": {k: list(map(int, v)) for k, v in shapes.items()},
+        "apix": {k: float(v) for k, v in dict(apix).items()},
+    }
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer labels``."""
     if args.particles and not args.map:
@@ -112,24 +140,31 @@ def main(args: argparse.Namespace) -> int:
         shapes = {name: tuple(args.shape) for name in particles["micrograph"].astype(str).unique()}
     apix = resolve_apix(particles, list(shapes), args.apix, header_apix)
     progress = not args.no_progress
+    settings = _settings(args, shapes, apix)
+    done = completed_micrographs(args.out, settings)
+    todo = {name: shape for name, shape in shapes.items() if name not in done}
+    if done:
+        print(f"pixer labels: {len(done)} of {len(shapes)} micrographs already done in {args.out}: skipped",
+              flush=True)
     if args.particles:
         vol, vol_apix = load_map(args.map, args.map_apix)
         threshold = _threshold(args, vol, vol_apix)
         diameter = args.diameter or estimate_diameter(vol, vol_apix)
-        results = synthesize_labels(particles, vol, vol_apix, shapes, apix, out_apix=args.out_apix,
+        results = synthesize_labels(particles, vol, vol_apix, todo, apix, out_apix=args.out_apix,
                                     threshold=threshold, instance=args.instance, device=args.device,
                                     batch=args.batch, diameter_A=diameter, progress=progress)
         info = {"mode": "reconstruction", "threshold": threshold.describe(), "map": str(args.map),
                 "map_apix": vol_apix, "map_box": int(vol.shape[0])}
     else:
         diameter = args.diameter
-        results = disc_label_results(particles, shapes, diameter, apix, args.out_apix, args.label_fraction)
+        results = disc_label_results(particles, todo, diameter, apix, args.out_apix, args.label_fraction)
         info = {"mode": "discs", "threshold": {"mode": "disc", "fraction": args.label_fraction,
                                                "rule": f"disc of radius {args.label_fraction:g} x particle radius"}}
     info.update(particles=str(args.particles or args.coords), diameter_A=round(float(diameter), 3),
                 apix_source=particles.attrs.get("apix_source") if args.apix is None else "--apix",
                 out_apix=args.out_apix, device=args.device)
-    record = write_label_folder(args.out, results, unknown_micrograph_records(particles, shapes), info)
+    record = write_label_folder(args.out, results, unknown_micrograph_records(particles, shapes), info,
+                                settings=settings, done=done, order=list(shapes))
     write_run_record(args.out, "labels", args, n_micrographs=record["n_micrographs"],
                      n_pasted=record["n_pasted"], n_skipped=record["n_skipped"])
     print(json.dumps({k: record[k] for k in ("n_micrographs", "n_particles", "n_pasted", "n_skipped",

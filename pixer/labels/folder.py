@@ -17,9 +17,13 @@ Layout of ``out/``::
                                      pixerInstance, pixerAreaPx (label px pasted)
     labels.json                      how the labels were made (mode, threshold rule, map, pixel sizes,
                                      diameter, counts)
+    done/<micrograph name>.json      per micrograph, written after its label: its index row and
+                                     particle records (what a rerun needs to skip it)
+    labels_settings.json             the settings of the run that wrote done/
 
 Every file is written atomically and the index last, so a folder without
-``label_index.star`` is incomplete and is not read.
+``label_index.star`` is incomplete and is not read. A rerun with the same settings
+(:func:`completed_micrographs`) skips the micrographs already in ``done/``.
 """
 
 from __future__ import annotations
@@ -52,11 +56,55 @@ from pixer.labels.reconstruction import (
 INDEX = "label_index.star"
 SUMMARY = "labels.star"
 INFO = "labels.json"
+DONE = "done"
+SETTINGS = "labels_settings.json"
+RECORD_COLUMNS = ["micrograph", "x", "y", "x_true", "y_true", "status", "reason", "instance", "area_px"]
+
+
+def _settings_text(settings: Mapping) -> str:
+    return json.dumps(dict(settings), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def completed_micrographs(out: str | os.PathLike, settings: Mapping) -> dict[str, dict]:
+    """Micrographs a previous run with the same ``settings`` finished in ``out``.
+
+    Parameters
+    ----------
+    out
+        Label folder.
+    settings
+        JSON-able facts that decide the labels (inputs, map, threshold, pixel sizes, ...).
+
+    Returns
+    -------
+    dict
+        Micrograph name -> ``{"index": index row, "records": records dict}`` (see
+        ``done/``); empty when the folder was made with other settings or not at all.
+        Entries whose label file is missing are left out (they are redone).
+    """
+    out = Path(out)
+    path = out / SETTINGS
+    if not path.is_file() or path.read_text() != _settings_text(settings) or not (out / DONE).is_dir():
+        return {}
+    done = {}
+    for f in (out / DONE).rglob("*.json"):
+        try:
+            entry = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue  # unreadable: redo that micrograph
+        if (out / entry["index"]["pixerLabelFile"]).is_file():
+            done[entry["index"]["rlnMicrographName"]] = entry
+    return done
 
 
 def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
     with atomic_path(path) as tmp:
         starfile.write(blocks, tmp, na_rep="nan")
+
+
+def _plain(value):
+    """numpy scalars → Python numbers for json."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _instance_array(inst: np.ndarray) -> np.ndarray:
@@ -69,6 +117,9 @@ def write_label_folder(
     skipped: pd.DataFrame | None = None,
     info: Mapping | None = None,
     progress: bool = False,
+    settings: Mapping | None = None,
+    done: Mapping[str, dict] | None = None,
+    order: list[str] | None = None,
 ) -> dict:
     """Write labels, instance images, ``label_index.star``, ``labels.star`` and ``labels.json``.
 
@@ -84,6 +135,14 @@ def write_label_folder(
         ``LabelResult.records``.
     info
         Facts recorded in ``labels.json`` (threshold rule, map, diameter, ...).
+    settings
+        What decides the labels; with it, each micrograph's index row and records
+        go to ``done/`` as soon as its label is written, so that a rerun can skip it.
+    done
+        Micrographs finished by an earlier run (:func:`completed_micrographs`):
+        not rewritten, but part of the index and summary.
+    order
+        Micrograph names in index order (default: done ones, then ``results``' order).
 
     Returns
     -------
@@ -92,7 +151,11 @@ def write_label_folder(
     """
     out = Path(out)
     (out / INDEX).unlink(missing_ok=True)  # an older index must not describe a half-rewritten folder
-    index, records = [], []
+    done = dict(done or {})
+    if settings is not None:
+        write_text_atomic(out / SETTINGS, _settings_text(settings))
+    index = [e["index"] for e in done.values()]
+    records = [pd.DataFrame(e["records"], columns=RECORD_COLUMNS) for e in done.values()]
     for res in tqdm(results, desc="write labels", unit="mic", disable=not progress):
         label_path = output_path(out, res.name, "_label.mrc")
         write_mrc(label_path, res.label.astype(np.int8), res.label_apix)
@@ -110,10 +173,17 @@ def write_label_folder(
             "pixerPasted": int((status == PASTED).sum()), "pixerSkipped": int((status == SKIPPED).sum()),
         })
         records.append(res.records)
+        if settings is not None:
+            entry = {"index": index[-1], "records": res.records[RECORD_COLUMNS].to_dict("list")}
+            write_text_atomic(output_path(out / DONE, res.name, ".json"), json.dumps(entry, default=_plain) + "\n")
+    if order is not None:
+        rank = {name: i for i, name in enumerate(order)}
+        key = [rank.get(row["rlnMicrographName"], len(rank)) for row in index]
+        perm = sorted(range(len(index)), key=key.__getitem__)
+        index, records = [index[i] for i in perm], [records[i] for i in perm]
     if skipped is not None and len(skipped):
         records.append(skipped)
-    table = pd.concat(records, ignore_index=True) if records else pd.DataFrame(
-        columns=["micrograph", "x", "y", "x_true", "y_true", "status", "reason", "instance", "area_px"])
+    table = pd.concat(records, ignore_index=True) if records else pd.DataFrame(columns=RECORD_COLUMNS)
     summary = pd.DataFrame({
         "rlnMicrographName": table["micrograph"].astype(str), "rlnCoordinateX": table["x"].astype(float),
         "rlnCoordinateY": table["y"].astype(float), "pixerCentreX": table["x_true"].astype(float),
