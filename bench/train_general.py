@@ -62,10 +62,7 @@ from pixer.labels.discs import disc_labels_for_picks
 from pixer.simulate.dataset import simulate_dataset
 from pixer.simulate.density import density_from_atoms
 from pixer.train.prepare import target_apix
-from pixer.models.store import load_model
-from pixer.train.calibrate import calibrate_pick_threshold
 from pixer.train.segmentation import TrainConfig, train_segmentation
-from pixer.train.tiles import split_samples
 
 PARTICLE_PX = 24.0
 LABEL_FRACTION = 0.6
@@ -332,20 +329,17 @@ def main(argv=None) -> int:
         eval_every=max(1, min(100, args.steps // 10)), stride=args.tile // 2, val_fraction=0.1, val_tiles=64,
         checkpoint_every=100,
     )
-    model_dir = work / "model"
-    metrics = train_segmentation(samples, model_dir, config, progress=False, resume=True)
-    cfg = json.loads((model_dir / "config.json").read_text())
-    # The pick threshold: F1-optimal on the held-out validation micrographs, raised until fresh
-    # empty micrographs full of junk keep at most one pick each (pixer.train.calibrate).
+    # The pick threshold (config.json["pick_threshold"], written by train_segmentation): F1-optimal on
+    # the held-out validation micrographs, raised until fresh empty micrographs full of junk (never
+    # trained on) keep at most one pick each (pixer.train.calibrate).
     calib_subsets = plan_calibration()
     simulate_all(work, calib_subsets)
     empties, _ = build_samples(work, calib_subsets)
-    _, val_idx = split_samples(len(samples), config.val_fraction, config.seed)
-    model, _ = load_model(model_dir, device=device)
-    calib = calibrate_pick_threshold(model, [samples[i] for i in val_idx] + empties, PARTICLE_PX, device=device,
-                                     max_picks_per_empty=1.0)
-    cfg["pick_threshold"] = calib
-    print(f"pick threshold {json.dumps(calib)}", flush=True)
+    model_dir = work / "model"
+    metrics = train_segmentation(samples, model_dir, config, progress=False, resume=True,
+                                 calibration_negatives=empties)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    print(f"pick threshold {json.dumps(cfg.get('pick_threshold'))}", flush=True)
     cfg["general"] = dict(
         recipe="python bench/train_general.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         n_subsets=len(subsets), n_micrographs=len(samples), kinds=sorted({s["kind"] for s in subsets}),

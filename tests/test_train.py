@@ -56,6 +56,17 @@ def test_learns_synthetic_particles_and_writes_outputs(tmp_path):
     assert (tmp_path / "train_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_calibration_negatives_join_the_held_out_micrographs_for_the_pick_threshold(tmp_path):
+    samples = synthetic(8)
+    rng = np.random.default_rng(9)
+    negatives = [(normalize(rng.normal(0, 0.5, (96, 96))), np.zeros((96, 96), np.uint8)) for _ in range(3)]
+    m = train_segmentation(samples, tmp_path, config(steps=60, particle_px=12.0, val_fraction=0.5), progress=False,
+                           calibration_negatives=negatives)
+    own = load_model(tmp_path)[1]["pick_threshold"]
+    assert own["n_empty"] == 3 and own["n_micrographs"] == m["n_val"] + 3
+    assert own["picks_per_empty"] <= 1.0 and own["value"] >= own["f1_cut"]
+
+
 def test_shuffled_labels_do_not_learn(tmp_path):
     samples = synthetic(8)
     shuffled = [(im, samples[(i + 1) % 8][1]) for i, (im, _) in enumerate(samples)]

@@ -263,7 +263,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
 
 
 def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: TrainConfig | None = None,
-                       progress: bool = True, resume: bool = False, stop_after: int | None = None) -> dict:  # fmt: skip
+                       progress: bool = True, resume: bool = False, stop_after: int | None = None,
+                       calibration_negatives: Sequence[Sample] = ()) -> dict:  # fmt: skip
     """Train :class:`AtrousSegNet` on prepared images and binary labels (one process or DDP).
 
     Parameters
@@ -284,6 +285,10 @@ def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: T
     stop_after
         Stop after this step with a checkpoint and no model (an interruption
         that a later ``resume`` continues).
+    calibration_negatives
+        Extra micrographs with empty labels (never trained on), added to the
+        held-out ones when the pick threshold is calibrated, so that it keeps
+        them clean (:func:`pixer.train.calibrate.calibrate_pick_threshold`).
 
     Returns
     -------
@@ -304,7 +309,8 @@ def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: T
             raise ValueError(f"sample {k}: image {np.shape(im)} and label {np.shape(lb)} must be equal 2-D shapes")
     env, device, created = setup(config.device)
     try:
-        metrics = _train(samples, Path(out_dir), config, env, device, progress, resume, stop_after)
+        metrics = _train(samples, Path(out_dir), config, env, device, progress, resume, stop_after,
+                         list(calibration_negatives))
     except BaseException:
         cleanup(created, wait=False)
         raise
@@ -313,7 +319,7 @@ def train_segmentation(samples: Sequence[Sample], out_dir: str | Path, config: T
 
 
 def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: DistEnv, device: str,
-           progress: bool, resume: bool, stop_after: int | None) -> dict:  # fmt: skip
+           progress: bool, resume: bool, stop_after: int | None, negatives: list[Sample]) -> dict:  # fmt: skip
     rank, world = env.rank, env.world_size
     if config.batch_size % world:
         raise PixerError(f"batch size {config.batch_size} is not a multiple of the {world} processes")
@@ -400,7 +406,7 @@ def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: D
     )  # fmt: skip
     if metrics["val_held_out"] and config.particle_px:
         # the score cut `pixer pick --threshold auto` uses with this model (see pixer.train.calibrate)
-        calib = calibrate_pick_threshold(inner, [samples[i] for i in val_idx], float(config.particle_px),
+        calib = calibrate_pick_threshold(inner, [samples[i] for i in val_idx] + negatives, float(config.particle_px),
                                          device=device)  # fmt: skip
         if calib is not None:
             meta["pick_threshold"] = calib
