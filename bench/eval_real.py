@@ -285,25 +285,22 @@ def tune(work: Path, datasets: list[str], scales: list[int], windows: list[float
         folder, d = work / "mrc" / ds / "trainval", DIAMETER_PX[ds]
         truth = truth_of(work, ds, "trainval")
         entry = tuned.setdefault(ds, {"topaz": {}, "relion": {}})
+        sweeps = []  # (picker, setting, label, run)
         if "topaz" in pickers and not topaz_available():
-            for s in scales:
-                if str(s) in entry["topaz"]:
-                    continue
-                r = pick_topaz_folder(folder, work / "tune" / ds / f"topaz_s{s}", d, s)
-                m = score(r["default"], r["curve"], truth, d)
-                entry["topaz"][str(s)] = {k: m[k] for k in ("best_f1", "auprc", "f1")}
-                print(f"tune {ds} topaz s={s}: best F1 {m['best_f1']:.3f} AUPRC {m['auprc']:.3f}", flush=True)
-                path.write_text(json.dumps(tuned, indent=2))
+            sweeps += [("topaz", s, f"topaz s={s}", lambda s=s: pick_topaz_folder(
+                folder, work / "tune" / ds / f"topaz_s{s}", d, s)) for s in scales]
         if "relion" in pickers and shutil.which("relion_autopick"):
-            for w in windows:
-                if str(w) in entry["relion"]:
-                    continue
-                r = pick_relion_folder(folder, work / "tune" / ds / f"relion_w{w}", d, w)
-                m = score(r["default"], r["curve"], truth, d)
-                entry["relion"][str(w)] = {k: m[k] for k in ("best_f1", "auprc", "f1")}
-                print(f"tune {ds} relion window ±{w}: best F1 {m['best_f1']:.3f} AUPRC {m['auprc']:.3f} "
-                      f"F1@0 {m['f1']:.3f}", flush=True)
-                path.write_text(json.dumps(tuned, indent=2))
+            sweeps += [("relion", w, f"relion window ±{w}", lambda w=w: pick_relion_folder(
+                folder, work / "tune" / ds / f"relion_w{w}", d, w)) for w in windows]
+        for picker, setting, label, run_picker in sweeps:
+            if str(setting) in entry[picker]:
+                continue
+            r = run_picker()
+            m = score(r["default"], r["curve"], truth, d)
+            entry[picker][str(setting)] = {k: m[k] for k in ("best_f1", "auprc", "f1")}
+            print(f"tune {ds} {label}: best F1 {m['best_f1']:.3f} AUPRC {m['auprc']:.3f} F1@default {m['f1']:.3f}",
+                  flush=True)
+            path.write_text(json.dumps(tuned, indent=2))
     return tuned
 
 
