@@ -4,10 +4,11 @@
 # labels) and a short CPU baseline on the same machine.
 #
 # Usage (from the repository root):  bash bench/gpu_labels.sh
-#        PY=.venv/bin/python N_MIC=500 bash bench/gpu_labels.sh
+#        PY=.venv/bin/python N_MIC=500 N_CPU=10 bash bench/gpu_labels.sh
 set -euo pipefail
 PY=${PY:-python}
 N_MIC=${N_MIC:-200}
+N_CPU=${N_CPU:-10}   # micrographs for the CPU baseline
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 $PY - <<'PYEOF'
@@ -37,4 +38,4 @@ PYEOF
 $PY bench/bench_labels.py --device cuda --n-mic "$N_MIC" --particles 200
 $PY bench/bench_labels.py --device cuda --n-mic "$N_MIC" --particles 200 --instance
 $PY bench/bench_labels.py --device cuda --n-mic "$N_MIC" --particles 200 --out-apix 4
-$PY bench/bench_labels.py --device cpu --n-mic 10 --particles 200
+$PY bench/bench_labels.py --device cpu --n-mic "$N_CPU" --particles 200

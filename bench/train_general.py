@@ -41,11 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -185,8 +187,21 @@ def plan_calibration(n: int = 8, seed: int = 90210) -> list[dict]:
     return subsets
 
 
-def simulate_all(work: Path, subsets: list[dict]) -> None:
+def _simulate_one(out: Path, s: dict, kw: dict, threads: int | None = None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    simulate_dataset(tmp, n=s["n"], size=s["size"], apix=s["apix"], snr_db=s["snr_db"], seed=s["seed"],
+                     particles_per_micrograph=s["particles"], interference=s["interference"], progress=False,
+                     defocus_range=tuple(s["defocus_range"]), amp_contrast=s["amp_contrast"], **kw)
+    tmp.rename(out)
+
+
+def simulate_all(work: Path, subsets: list[dict], jobs: int = 1) -> None:
+    """Simulate the subsets not done yet; ``jobs`` > 1: that many processes of one torch thread each."""
     maps = work / "maps"
+    todo = []
     for s in subsets:
         out = work / "sim" / s["name"]
         if (out / "simulation.json").is_file():
@@ -194,19 +209,22 @@ def simulate_all(work: Path, subsets: list[dict]) -> None:
         kw = {}
         if s["kind"] in EXTRA:
             mp = maps / f"{s['kind']}_{s['apix']:.3f}.mrc"
-            if not mp.is_file():
+            if not mp.is_file():  # written here, before any worker reads it
                 write_mrc(mp, extra_shape(s["kind"], s["apix"]), s["apix"])
             kw["map_path"] = mp
         else:
             kw["demo"] = s["kind"]
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
         if s.get("min_distance_fraction"):
             kw["min_distance_A"] = s["min_distance_fraction"] * NOMINAL_DIAMETER_A[s["kind"]]
-        simulate_dataset(tmp, n=s["n"], size=s["size"], apix=s["apix"], snr_db=s["snr_db"], seed=s["seed"],
-                         particles_per_micrograph=s["particles"], interference=s["interference"], progress=False,
-                         defocus_range=tuple(s["defocus_range"]), amp_contrast=s["amp_contrast"], **kw)
-        tmp.rename(out)
+        todo.append((out, s, kw))
+    if jobs <= 1 or len(todo) <= 1:
+        for out, s, kw in todo:
+            _simulate_one(out, s, kw)
+        return
+    # spawn, not fork: the parent has started torch's thread pool
+    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for f in [pool.submit(_simulate_one, out, s, kw, 1) for out, s, kw in todo]:
+            f.result()
 
 
 def _augment(img: np.ndarray, rng: np.random.Generator, apix: float) -> np.ndarray:
@@ -302,6 +320,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="simulation processes (default: one per CPU core; 1: serial)")
     p.add_argument("--install", action="store_true", help="copy the model into pixer/models/weights/general/")
     p.add_argument("--evaluate", action="store_true", help="after training, the F1 table on fresh simulated sets")
     p.add_argument("--evaluate-only", action="store_true", help="only the F1 table (installed general model)")
@@ -316,7 +336,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     subsets = plan(args.scale)
     (work / "mix.json").write_text(json.dumps(subsets, indent=1) + "\n")
-    simulate_all(work, subsets)
+    simulate_all(work, subsets, args.jobs)
     t_sim = time.perf_counter() - t0
     samples, rows = build_samples(work, subsets)
     t_prep = time.perf_counter() - t0 - t_sim
@@ -333,7 +353,7 @@ def main(argv=None) -> int:
     # the held-out validation micrographs, raised until fresh empty micrographs full of junk (never
     # trained on) keep at most one pick each (pixer.train.calibrate).
     calib_subsets = plan_calibration()
-    simulate_all(work, calib_subsets)
+    simulate_all(work, calib_subsets, args.jobs)
     empties, _ = build_samples(work, calib_subsets)
     model_dir = work / "model"
     metrics = train_segmentation(samples, model_dir, config, progress=False, resume=True,
