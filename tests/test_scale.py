@@ -17,7 +17,7 @@ from pixer.models.segmentation import TINY_CONFIG, AtrousSegNet
 from pixer.models.store import save_model
 from pixer.pick.batch import PickTask, cached_model
 from pixer.pick.picker import PickParams
-from pixer.scale import check_slurm_memory, local_layout, map_micrographs, open_client, run_batch
+from pixer.scale import check_slurm_memory, gpu_layout, local_layout, map_micrographs, open_client, run_batch
 
 
 def square(x: int) -> dict:
@@ -78,6 +78,40 @@ def test_torch_threads_are_set_in_the_workers(client):
         return torch.get_num_threads()
 
     assert set(client.run(threads).values()) == {1}
+
+
+def _visible() -> str | None:
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_each_local_worker_gets_its_own_gpu_and_keeps_it_after_a_restart():
+    # real worker processes; what torch then sees there is CUDA's business (checked on a GPU machine)
+    before = _visible()
+
+    def by_name(c) -> dict[str, str | None]:
+        return {str(w["name"]): c.run(_visible, workers=[a])[a] for a, w in c.scheduler_info()["workers"].items()}
+
+    with open_client("local", workers=3, torch_threads=1, worker_gpus=["5", "7"]) as c:
+        assert by_name(c) == {"0": "5", "1": "7", "2": "5"}
+        c.restart()
+        assert by_name(c) == {"0": "5", "1": "7", "2": "5"}
+    assert _visible() == before  # this process is left alone
+
+
+@pytest.mark.parametrize(
+    ("device", "workers", "n_gpus", "visible", "expected"),
+    [
+        ("cuda", None, 4, None, (4, ["0", "1", "2", "3"])),
+        ("cuda", None, 2, "3,6", (2, ["3", "6"])),
+        ("cuda", 4, 2, None, (4, ["0", "1"])),       # more workers than GPUs: round-robin
+        ("cuda", None, 1, None, (1, [])),
+        ("cuda:1", None, 4, None, (1, [])),          # one named GPU: one worker on it
+        ("cpu", None, 0, None, (None, [])),
+        ("cpu", 3, 0, None, (3, [])),
+    ],
+)
+def test_gpu_layout(device, workers, n_gpus, visible, expected):
+    assert gpu_layout(device, workers, n_gpus, visible) == expected
 
 
 def test_local_layout_shares_the_cores():

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        help="local: Dask processes on this machine (default); slurm: SLURM jobs via "
                             "dask-jobqueue; none: a plain loop in this process")
     scale.add_argument("--workers", type=positive_int, default=None,
-                       help="local worker processes (default: one per core, or 1 with a GPU)")
+                       help="local worker processes (default: one per core; with --device cuda one per "
+                            "GPU, each worker given its own)")
     scale.add_argument("--threads-per-worker", type=positive_int, default=1,
                        help="Dask threads per worker process (default 1)")
     scale.add_argument("--torch-threads", type=positive_int, default=None,
@@ -160,11 +162,15 @@ def _check_model(model_dir: str) -> dict:
 
 
 def _cluster_options(args: argparse.Namespace, device: str) -> dict:
-    workers = args.workers
-    if workers is None and device.startswith("cuda") and args.cluster == "local":
-        workers = 1  # one process per GPU; they would share cuda:0 otherwise
+    from pixer.scale.cluster import gpu_layout
+
+    workers, gpus = args.workers, []
+    if args.cluster == "local" and args.scheduler_address is None:
+        # --device cuda on a machine with several GPUs: one worker process per GPU
+        n_gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+        workers, gpus = gpu_layout(device, workers, n_gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
     return dict(scheduler_address=args.scheduler_address, startup_timeout=args.startup_timeout,
-                torch_threads=args.torch_threads, workers=workers,
+                torch_threads=args.torch_threads, workers=workers, worker_gpus=gpus,
                 threads_per_worker=args.threads_per_worker, queue=args.queue, cores=args.cores,
                 memory=args.memory, gpus=args.gpus, walltime=args.walltime, max_jobs=args.max_jobs,
                 job_extra=args.job_extra, interface=args.interface,

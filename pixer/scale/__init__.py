@@ -12,8 +12,8 @@ Example
 ...     rows = map_micrographs(task, paths, batch=8, client=client)
 """
 
-from pixer.scale.cluster import KINDS, check_slurm_memory, local_layout, make_cluster, open_client
+from pixer.scale.cluster import KINDS, check_slurm_memory, gpu_layout, local_layout, make_cluster, open_client
 from pixer.scale.mapper import map_micrographs, run_batch
 
-__all__ = ["KINDS", "check_slurm_memory", "local_layout", "make_cluster", "map_micrographs", "open_client",
+__all__ = ["KINDS", "check_slurm_memory", "gpu_layout", "local_layout", "make_cluster", "map_micrographs", "open_client",
            "run_batch"]

@@ -175,6 +175,38 @@ def make_cluster(
     raise PixerError(f"--cluster {kind!r}: expected one of {', '.join(KINDS)}")
 
 
+def gpu_layout(device: str, workers: int | None, n_gpus: int, visible: str | None) -> tuple[int | None, list[str]]:
+    """Local worker processes and the GPU each one gets, for a ``pixer pick`` on ``device``.
+
+    Parameters
+    ----------
+    device
+        The run's torch device: ``"cuda"`` spreads the workers over every
+        GPU; ``"cuda:K"`` (one named GPU) or ``"cpu"`` spreads nothing.
+    workers
+        ``--workers`` (None: one per GPU for ``"cuda"``, one for ``"cuda:K"``,
+        the CPU default otherwise).
+    n_gpus
+        GPUs torch sees (``torch.cuda.device_count()``).
+    visible
+        ``CUDA_VISIBLE_DEVICES`` of this process (None: unset); its entries
+        are what the workers' own ``CUDA_VISIBLE_DEVICES`` are chosen from.
+
+    Returns
+    -------
+    workers, devices
+        Worker processes (None: the CPU default) and the GPU ids to hand out
+        (empty: leave the workers' devices alone).
+    """
+    if not device.startswith("cuda"):
+        return workers, []
+    if device != "cuda" or n_gpus <= 1:
+        return (1 if workers is None else workers), []  # they would all share one GPU anyway
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    ids = ids[:n_gpus] if len(ids) >= n_gpus else [str(i) for i in range(n_gpus)]
+    return (n_gpus if workers is None else workers), ids
+
+
 @contextlib.contextmanager
 def open_client(
     kind: str = "local",
@@ -182,6 +214,7 @@ def open_client(
     scheduler_address: str | None = None,
     startup_timeout: float = 300.0,
     torch_threads: int | None = None,
+    worker_gpus: Sequence[str] | None = None,
     **options,
 ) -> Iterator[object | None]:
     """Context manager yielding a connected :class:`distributed.Client` (None for ``"none"``).
@@ -198,6 +231,9 @@ def open_client(
     torch_threads
         Torch threads per worker (default: the cluster's cores shared out,
         see :func:`local_layout`; left alone on an attached scheduler).
+    worker_gpus
+        ``"local"`` only: GPU ids handed out one per worker process, round-robin
+        (:class:`pixer.scale.plugins.OneGPUPerWorker`; see :func:`gpu_layout`).
     **options
         Passed to :func:`make_cluster`.
     """
@@ -222,6 +258,10 @@ def open_client(
             from pixer.scale.plugins import TorchThreads
 
             client.register_plugin(TorchThreads(torch_threads))
+        if worker_gpus and cluster is not None and kind == "local":
+            from pixer.scale.plugins import OneGPUPerWorker
+
+            client.register_plugin(OneGPUPerWorker(list(worker_gpus)))
         if cluster is not None and kind == "slurm":
             _wait_for_first_worker(client, startup_timeout)
         yield client
