@@ -18,8 +18,9 @@ Truth: centres from the masks with ``pixer.evaluate.masks.read_mask_truth`` (wha
 Stages (``--stages``, default all):
 
 * ``prepare``  PNG → MRC per data set and split (``trainval`` = train + valid), truth CSVs;
-* ``tune``     peer settings on ``trainval`` only: Topaz ``preprocess -s`` ∈ ``--topaz-scales``,
-  RELION LoG diameter window ∈ ``--relion-windows`` (× diameter); the best F1 wins;
+* ``tune``     settings on ``trainval`` only: Topaz ``preprocess -s`` ∈ ``--topaz-scales``,
+  RELION LoG diameter window ∈ ``--relion-windows`` (× diameter), pixer's diameter × ``--pixer-factors``
+  per ``--model``; the best F1 wins;
 * ``train``    pixer fine-tuned per data set on ``trainval`` (``--ft-steps``; from scratch, or from
   ``--ft-init general``);
 * ``test``     every picker on the test split; table + PR curves;
@@ -153,14 +154,17 @@ def read_any(spec) -> pd.DataFrame:
 
 # --- pickers -------------------------------------------------------------------------------------
 
-def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float, edge_fraction: float = 0.0) -> dict:
-    """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.05) give the curve.
-    ``edge_fraction`` > 0 adds ``--edge-margin edge_fraction × diameter``."""
+def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float, edge_fraction: float = 0.0,
+               factor: float = 1.0) -> dict:
+    """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.001) give the curve.
+    ``edge_fraction`` > 0 adds ``--edge-margin edge_fraction × diameter``; ``factor`` scales the
+    ``--diameter`` pixer is given (the diameter read off the masks stays the scoring one)."""
     from pixer.pick.batch import gather_parts
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = PIXER + ["pick", "--micrographs", folder / "micrographs", "--model", model, "--diameter",
-                   f"{diameter_px:g}", "--apix", f"{APIX:g}", "--out", out, "--cluster", "none", "--no-progress"]
+                   f"{factor * diameter_px:g}", "--apix", f"{APIX:g}", "--out", out, "--cluster", "none",
+                   "--no-progress"]
     if edge_fraction > 0:
         cmd += ["--edge-margin", f"{edge_fraction * diameter_px * APIX:g}"]
     t = run(cmd, out.parent / (out.name + ".log"))
@@ -277,8 +281,14 @@ def pick_topaz(micrographs: list[Path], out: Path, *, diameter_A: float, apix: f
 # --- stages --------------------------------------------------------------------------------------
 
 def tune(work: Path, datasets: list[str], scales: list[int], windows: list[float],
-         pickers: tuple[str, ...] = ("topaz", "relion")) -> dict:
-    """Peer settings from train+valid (5 micrographs per set): best F1 over the permissive scores."""
+         pickers: tuple[str, ...] = ("topaz", "relion"), models: dict[str, Path] | None = None,
+         factors: list[float] = (), edge_fraction: float = 0.0) -> dict:
+    """Settings from train+valid (5 micrographs per set): best F1 over the permissive scores.
+
+    Peers: Topaz's preprocessing scale, RELION's LoG diameter window. pixer: the factor on the
+    diameter it is given (``factors``; the masks' diameter is generous on some sets), per model
+    (a fine-tuned model was trained on these same micrographs, so its choice is optimistic).
+    """
     path = work / "tuning.json"
     tuned = json.loads(path.read_text()) if path.exists() else {}
     for ds in datasets:
@@ -292,6 +302,16 @@ def tune(work: Path, datasets: list[str], scales: list[int], windows: list[float
         if "relion" in pickers and shutil.which("relion_autopick"):
             sweeps += [("relion", w, f"relion window ±{w}", lambda w=w: pick_relion_folder(
                 folder, work / "tune" / ds / f"relion_w{w}", d, w)) for w in windows]
+        if "pixer" in pickers and len(factors) > 1:
+            for name, model in (models or {}).items():
+                model = Path(str(model).replace("{ds}", ds))
+                if not (model / "config.json").exists():
+                    continue
+                key = pixer_key(name, edge_fraction)
+                entry.setdefault(key, {})
+                sweeps += [(key, f, f"pixer[{name}] d×{f:g}", lambda m=model, f=f, name=name: pick_pixer(
+                    folder, work / "tune" / ds / f"pixer_{name}_f{f:g}_e{edge_fraction:g}", m, d, edge_fraction, f))
+                    for f in factors]  # fmt: skip
         for picker, setting, label, run_picker in sweeps:
             if str(setting) in entry[picker]:
                 continue
@@ -304,8 +324,15 @@ def tune(work: Path, datasets: list[str], scales: list[int], windows: list[float
     return tuned
 
 
-def best_setting(tuned: dict, ds: str, picker: str, fallback):
+def pixer_key(name: str, edge_fraction: float) -> str:
+    """tuning.json key of a pixer model's diameter factors (they depend on the edge margin too)."""
+    return f"pixer:{name}" + (f":edge{edge_fraction:g}" if edge_fraction > 0 else "")
+
+
+def best_setting(tuned: dict, ds: str, picker: str, fallback, among=None):
     opts = tuned.get(ds, {}).get(picker, {})
+    if among is not None:
+        opts = {k: v for k, v in opts.items() if float(k) in {float(a) for a in among}}
     if not opts:
         return fallback
     key = max(opts, key=lambda k: (opts[k]["best_f1"], opts[k]["auprc"]))
@@ -329,7 +356,7 @@ def train(work: Path, datasets: list[str], steps: int, init: str | None) -> None
 
 
 def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list[str], tuned: dict,
-         edge_fraction: float = 0.0) -> pd.DataFrame:
+         edge_fraction: float = 0.0, factors: list[float] = ()) -> pd.DataFrame:
     rows, curves = [], {}
     for ds in datasets:
         folder, d = work / "mrc" / ds / "test", DIAMETER_PX[ds]
@@ -339,10 +366,12 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
         for name, model in models.items():
             model = Path(str(model).replace("{ds}", ds))
             if "pixer" in pickers and (model / "config.json").exists():
-                tag = f"{name},edge {edge_fraction:g}d" if edge_fraction > 0 else name
-                sub = f"pixer_{name}_edge{edge_fraction:g}" if edge_fraction > 0 else f"pixer_{name}"
-                runs.append((f"pixer[{tag}]", lambda m=model, sub=sub: pick_pixer(
-                    folder, work / "test" / ds / sub, m, d, edge_fraction)))
+                f = best_setting(tuned, ds, pixer_key(name, edge_fraction), 1.0, among=factors) if len(factors) > 1 else 1.0
+                tag = name + (f",edge {edge_fraction:g}d" if edge_fraction > 0 else "") + (f",d×{f:g}" if f != 1 else "")
+                sub = f"pixer_{name}" + (f"_edge{edge_fraction:g}" if edge_fraction > 0 else "") + (
+                    f"_f{f:g}" if f != 1 else "")
+                runs.append((f"pixer[{tag}]", lambda m=model, sub=sub, f=f: pick_pixer(
+                    folder, work / "test" / ds / sub, m, d, edge_fraction, f)))
         if "topaz" in pickers and not topaz_available():
             s = best_setting(tuned, ds, "topaz", 2)
             runs.append((f"topaz[s={s}]", lambda s=s: pick_topaz_folder(folder, work / "test" / ds / "topaz", d, s)))
@@ -445,7 +474,7 @@ def control(work: Path, models: dict[str, Path], pickers: list[str], tuned: dict
         if "pixer" in pickers and (model / "config.json").exists():
             r = pick_pixer(folder, work / "control" / f"pixer_{name}", model, d)
             rows.append({"picker": f"pixer[{name}]", "picks_per_mic": len(r["default"]) / n,
-                         "candidates>0.05_per_mic": len(r["curve"]) / n})
+                         "candidates>0.05_per_mic": int((r["curve"]["score"] > 0.05).sum()) / n if len(r["curve"]) else 0.0})
     if "topaz" in pickers and not topaz_available():
         s = 2  # as on the real sets
         r = pick_topaz_folder(folder, work / "control" / "topaz", d, s)
@@ -477,7 +506,10 @@ def main() -> None:
     p.add_argument("--ft-steps", type=int, default=300)
     p.add_argument("--ft-init", default=None, help="pixer train --init value (e.g. general)")
     p.add_argument("--edge-margin", type=float, default=0.0, metavar="FRACTION",
-                   help="pixer pick --edge-margin as a fraction of the diameter (test stage; default 0)")
+                   help="pixer pick --edge-margin as a fraction of the diameter (tune and test stages; default 0)")
+    p.add_argument("--pixer-factors", type=float, nargs="+", default=[1.0], metavar="F",
+                   help="factors on the diameter pixer is given, tuned on train+valid per model (tune stage; "
+                        "the test stage uses the best; default 1: no tuning)")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -486,11 +518,12 @@ def main() -> None:
     if "prepare" in a.stages:
         prepare(Path(a.data), work, a.datasets)
     if "tune" in a.stages:
-        tuned = tune(work, a.datasets, a.topaz_scales, a.relion_windows, a.pickers)
+        tuned = tune(work, a.datasets, a.topaz_scales, a.relion_windows, a.pickers, models, a.pixer_factors,
+                     a.edge_margin)
     if "train" in a.stages:
         train(work, a.datasets, a.ft_steps, a.ft_init)
     if "test" in a.stages:
-        test(work, a.datasets, models, a.pickers, tuned, a.edge_margin)
+        test(work, a.datasets, models, a.pickers, tuned, a.edge_margin, a.pixer_factors)
     if "control" in a.stages:
         control(work, models, a.pickers, tuned)
 

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from pixer.labels import disc_labels
-from pixer.pick.threshold import CANDIDATE_FLOOR, FALLBACK_THRESHOLD, auto_threshold, otsu_threshold
+from pixer.pick.threshold import (
+    AUTO_SCORE_FLOOR,
+    CANDIDATE_FLOOR,
+    FALLBACK_THRESHOLD,
+    auto_threshold,
+    otsu_threshold,
+)
 from pixer.train.calibrate import calibrate_pick_threshold, label_centres
 
 D = 16.0  # particle diameter, px
@@ -35,6 +41,18 @@ def test_otsu_splits_two_modes_and_reports_separability():
     assert 0.2 <= t <= 0.8 and eta > 0.9
     t_auto, rule = auto_threshold(s)
     assert t_auto == pytest.approx(t) and rule.startswith("auto: Otsu")
+
+
+def test_auto_ignores_the_faint_candidates_kept_below_its_own_floor():
+    # parts keep candidates down to 0.001 for the curve; the auto rule sees what it saw before
+    assert CANDIDATE_FLOOR < AUTO_SCORE_FLOOR
+    rng = np.random.default_rng(2)
+    bimodal = np.concatenate([rng.uniform(0.06, 0.2, 300), rng.uniform(0.8, 0.95, 100)])
+    faint = rng.uniform(CANDIDATE_FLOOR, AUTO_SCORE_FLOOR, 5000)
+    assert auto_threshold(np.concatenate([bimodal, faint])) == auto_threshold(bimodal)
+    own = {"value": 0.42, "f1": 0.7, "n_true": 50, "n_micrographs": 1}
+    t, rule = auto_threshold(np.concatenate([rng.uniform(0.06, 1.0, 10), faint]), own)
+    assert t == 0.42 and "only 10 candidates" in rule
 
 
 def test_auto_prefers_a_clear_split_then_the_models_own_cut_then_the_fallback():

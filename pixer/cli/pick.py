@@ -13,9 +13,9 @@ Scale: by default a Dask LocalCluster of worker processes sized to the machine
 scheduler; --cluster none runs a plain loop in this process. Work goes out in
 batches of --batch-micrographs; each worker loads the model once.
 
-Threshold: candidates above a low floor (0.05) are stored per micrograph in
+Threshold: candidates above a low floor (0.001) are stored per micrograph in
 parts/; the threshold is applied when they are gathered. --threshold auto
-(default) splits the pooled candidate scores with Otsu's method when they are
+(default) splits the pooled candidate scores above 0.05 with Otsu's method when they are
 clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9);
 otherwise it uses the model's own threshold when it has one (`pixer train`
 stores the F1-optimal cut on its held-out validation micrographs), else 0.5;

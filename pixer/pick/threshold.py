@@ -12,8 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Scores at or below this are never stored (background speckle).
-CANDIDATE_FLOOR = 0.05
+#: Scores at or below this are never stored (background speckle). Low, so that a model unsure of
+#: a new kind of data (real micrographs for the simulation-trained general model: particles at
+#: 0.001-0.05) still ranks every particle-like peak: the precision-recall curve and its best F1
+#: come from these candidates, and ``--threshold`` can go down to it without recomputing.
+CANDIDATE_FLOOR = 0.001
+#: The automatic rule looks only at candidates above this (the background's long tail of faint
+#: peaks would otherwise swamp the histogram it splits).
+AUTO_SCORE_FLOOR = 0.05
 #: Threshold used when the automatic rule finds no clear split.
 FALLBACK_THRESHOLD = 0.5
 #: Fewest candidates for the automatic rule to trust a histogram.
@@ -67,7 +73,7 @@ def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> t
 
     1. The scores of the local maxima of a well-trained model's map are bimodal
        (background near the floor, particles near 1): Otsu's method splits the
-       pooled candidate scores (all micrographs) when there are at least
+       pooled candidate scores above ``AUTO_SCORE_FLOOR`` (all micrographs) when there are at least
        ``AUTO_MIN_CANDIDATES`` candidates and the separability is at least
        ``AUTO_MIN_SEPARABILITY``, clamped into ``AUTO_RANGE``.
     2. Otherwise a model that stores its own threshold
@@ -81,7 +87,7 @@ def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> t
     Parameters
     ----------
     scores
-        ``(n,)`` candidate scores (above :data:`CANDIDATE_FLOOR`).
+        ``(n,)`` candidate scores (those at or below :data:`AUTO_SCORE_FLOOR` are ignored).
     model_threshold
         The model's ``pick_threshold`` record (``value``, ``f1``, ``n_true``,
         ``n_micrographs``) or None.
@@ -92,6 +98,7 @@ def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> t
         The threshold and a one-line description of how it was chosen.
     """
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = s[s > AUTO_SCORE_FLOOR]
     eta = 0.0
     if len(s) >= AUTO_MIN_CANDIDATES:
         t, eta = otsu_threshold(s)
