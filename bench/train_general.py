@@ -250,7 +250,14 @@ def _augment(img: np.ndarray, rng: np.random.Generator, apix: float) -> np.ndarr
     return img.astype(np.float32)
 
 
-def build_samples(work: Path, subsets: list[dict]) -> tuple[list, list]:
+def build_samples(work: Path, subsets: list[dict], size_jitter: tuple[float, float] = (1.0, 1.0)) -> tuple[list, list]:
+    """Binned, normalised, augmented micrographs and their disc labels.
+
+    ``size_jitter`` ``(lo, hi)``: each micrograph is binned so the particle spans ``PARTICLE_PX``
+    times a log-uniform draw from ``[lo, hi]`` (seeded per micrograph) instead of exactly
+    ``PARTICLE_PX``: a model that has seen particles a little smaller and larger than the nominal
+    size copes with a diameter given too large or too small (real masks are often generous).
+    """
     samples, rows = [], []
     for k, s in enumerate(subsets):
         out = work / "sim" / s["name"]
@@ -261,13 +268,14 @@ def build_samples(work: Path, subsets: list[dict]) -> tuple[list, list]:
             mic = read_micrograph(mic_path)
             rng = np.random.default_rng([7, k, j])
             data = _augment(mic.data, rng, s["apix"])
-            image, used = prepare(data, s["apix"], target_apix(s["apix"], d, PARTICLE_PX))
+            jitter = float(np.exp(np.random.default_rng([8, k, j]).uniform(*np.log(size_jitter))))
+            image, used = prepare(data, s["apix"], target_apix(s["apix"], d, PARTICLE_PX * jitter))
             rel = f"micrographs/{mic_path.name}"
             label = (np.zeros(image.shape, np.uint8) if picks is None else
                      disc_labels_for_picks(picks, rel, image.shape, used, d, fraction=LABEL_FRACTION,
                                            mic_apix=s["apix"]))
             samples.append((image.astype(np.float32), label))
-            rows.append(dict(subset=s["name"], micrograph=mic_path.name, diameter_A=round(d, 1),
+            rows.append(dict(subset=s["name"], micrograph=mic_path.name, diameter_A=round(d, 1), jitter=round(jitter, 3),
                              binned_shape=list(image.shape), n_label_px=int(label.sum())))
     return samples, rows
 
@@ -320,6 +328,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
+    p.add_argument("--size-jitter", type=float, nargs=2, default=[1.0, 1.0], metavar=("LO", "HI"),
+                   help="particle size after binning: PARTICLE_PX x a log-uniform draw in [LO, HI] per "
+                        "micrograph (default 1 1: exactly PARTICLE_PX)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="simulation processes (default: one per CPU core; 1: serial)")
     p.add_argument("--install", action="store_true", help="copy the model into pixer/models/weights/general/")
@@ -338,7 +349,7 @@ def main(argv=None) -> int:
     (work / "mix.json").write_text(json.dumps(subsets, indent=1) + "\n")
     simulate_all(work, subsets, args.jobs)
     t_sim = time.perf_counter() - t0
-    samples, rows = build_samples(work, subsets)
+    samples, rows = build_samples(work, subsets, tuple(args.size_jitter))
     t_prep = time.perf_counter() - t0 - t_sim
     print(f"simulated {len(subsets)} subsets in {t_sim:.0f} s, prepared {len(samples)} micrographs in {t_prep:.0f} s",
           flush=True)
@@ -354,7 +365,7 @@ def main(argv=None) -> int:
     # trained on) keep at most one pick each (pixer.train.calibrate).
     calib_subsets = plan_calibration()
     simulate_all(work, calib_subsets, args.jobs)
-    empties, _ = build_samples(work, calib_subsets)
+    empties, _ = build_samples(work, calib_subsets, tuple(args.size_jitter))
     model_dir = work / "model"
     metrics = train_segmentation(samples, model_dir, config, progress=False, resume=True,
                                  calibration_negatives=empties)
@@ -363,7 +374,8 @@ def main(argv=None) -> int:
     cfg["general"] = dict(
         recipe="python bench/train_general.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         n_subsets=len(subsets), n_micrographs=len(samples), kinds=sorted({s["kind"] for s in subsets}),
-        snr_db=[-20, -3], seconds_simulate=round(t_sim), seconds_prepare=round(t_prep), device=device,
+        snr_db=[-20, -3], size_jitter=list(args.size_jitter), seconds_simulate=round(t_sim),
+        seconds_prepare=round(t_prep), device=device,
         cpu_threads=torch.get_num_threads(),
     )
     (model_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

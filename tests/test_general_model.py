@@ -145,3 +145,24 @@ def test_recipe_simulates_in_parallel_as_it_does_serially(tmp_path, monkeypatch)
             x, y = mrcfile.read(mic), mrcfile.read(b / "micrographs" / mic.name)
             np.testing.assert_allclose(x, y, rtol=0, atol=1e-5 * float(np.abs(x).max()))
     assert not list((tmp_path / "parallel" / "sim").glob("*.tmp"))
+
+
+def test_recipe_size_jitter_bins_each_micrograph_to_its_drawn_particle_size(tmp_path, monkeypatch):
+    """--size-jitter LO HI: the particle spans PARTICLE_PX x a draw in [LO, HI]; labels follow it."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    recipe = importlib.import_module("train_general")
+    subset = next(s for s in recipe.plan(0.1) if s["kind"] == "ribosome")  # large: binned well above 1x
+    subsets = [dict(subset, size=384, particles=6, n=1)]
+    recipe.simulate_all(tmp_path, subsets, jobs=1)
+    (plain,), (row,) = recipe.build_samples(tmp_path, subsets)
+    (same,), _ = recipe.build_samples(tmp_path, subsets, (1.0, 1.0))
+    np.testing.assert_array_equal(plain[0], same[0])
+    (half,), (half_row,) = recipe.build_samples(tmp_path, subsets, (0.5, 0.5))
+    assert row["jitter"] == 1.0 and half_row["jitter"] == 0.5
+    ratio = half[0].shape[0] / plain[0].shape[0]
+    assert ratio == pytest.approx(0.5, abs=0.02)
+    assert half[1].sum() == pytest.approx(plain[1].sum() * 0.25, rel=0.25)  # disc areas scale with the size²
+    (j1,), (r1,) = recipe.build_samples(tmp_path, subsets, (0.7, 1.3))
+    assert 0.7 <= r1["jitter"] <= 1.3
