@@ -119,3 +119,14 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     for title in SECTIONS:
         assert title in dom.stdout, title
     assert dom.stdout.count("<img") == 5
+
+
+def test_score_histogram_goes_log_when_faint_candidates_pile_up():
+    from pixer.report.figures import needs_log_counts, score_histogram_png
+
+    assert not needs_log_counts(np.array([30, 25, 0, 12, 40, 33]))
+    assert needs_log_counts(np.array([3000, 4, 0, 6, 9, 5]))
+    assert not needs_log_counts(np.zeros(5))
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.001, 0.02, 3000), rng.uniform(0.5, 1.0, 100)])
+    assert score_histogram_png(scores, 0.4, None, 0.001)[:4] == b"\x89PNG"

@@ -46,6 +46,17 @@ def _shrink(path: Path, max_width: int = MAX_WIDTH) -> bytes:
     return buf.getvalue()
 
 
+def needs_log_counts(counts: np.ndarray, ratio: float = 20.0) -> bool:
+    """True when the tallest bin is over ``ratio`` × the median non-empty bin.
+
+    Parts keep candidates down to a low floor, so on data a model is unsure of a
+    pile of faint candidates near the floor would flatten every other bar.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    filled = counts[counts > 0]
+    return bool(filled.size and counts.max() > ratio * max(1.0, float(np.median(filled))))
+
+
 def score_histogram_png(
     candidates: np.ndarray, threshold: float | None, matched: np.ndarray | None = None, floor: float | None = None
 ) -> bytes:
@@ -75,11 +86,14 @@ def score_histogram_png(
         m = np.asarray(matched, bool)
         ax.hist([s[~m], s[m]], bins=bins, stacked=True, color=["#d62728", "#2ca02c"],
                 label=["no true particle", "matches a true particle"])  # fmt: skip
+    log = s.size > 0 and needs_log_counts(np.histogram(s, bins=bins)[0])
+    if log:
+        ax.set_yscale("log")
     if threshold is not None:
         ax.axvline(threshold, color="black", lw=1.5, label=f"threshold {threshold:.3f}")
     if floor is not None:
         ax.axvline(floor, color="grey", lw=1, ls=":", label=f"candidate floor {floor:g}")
-    ax.set(xlabel="score", ylabel="candidates")
+    ax.set(xlabel="score", ylabel="candidates (log scale)" if log else "candidates")
     ax.legend(fontsize=8, loc="upper center")
     ax.grid(alpha=0.3)
     fig.tight_layout()
