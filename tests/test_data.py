@@ -167,3 +167,39 @@ def test_short_axis_tile_is_padded_with_micrograph_texture_not_a_flat_slab():
     (tile,), _ = extract_tiles(x, 64, 32)
     assert np.array_equal(tile[:40, :30], x)
     assert tile[40:].std() > 0.5 and tile[:, 30:].std() > 0.5  # zero padding would give std 0
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((410, 1000), ((416, 512), 256)), ((512, 600), ((512, 512), 256)), ((5, 300), ((8, 304), 8)),
+     ((100, 96), ((104, 96), 96))],
+)
+def test_fit_tile_makes_a_short_axis_one_tile_rounded_up(shape, expected):
+    from pixer.data.tiles import fit_tile, tile_positions
+
+    assert fit_tile(shape, 512, 256) == expected
+    (th, tw), stride = expected
+    starts = {int(y) for y, _ in tile_positions(shape, (th, tw), stride)}
+    if shape[0] < 512:
+        assert starts == {0}  # one pass over the short axis (rounding down took two)
+
+
+def test_probability_map_of_a_small_image_is_one_pass_and_exact_where_the_input_is():
+    from pixer.pick.picker import probability_map
+
+    class Identity(torch.nn.Module):
+        """probability = input, so the stitched map must equal the image wherever it is not padding."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.tiles = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.tiles += x.shape[0]
+            return torch.logit(x.clamp(1e-6, 1 - 1e-6))
+
+    img = np.random.default_rng(3).uniform(0.05, 0.95, (410, 300)).astype(np.float32)
+    net = Identity()
+    out = probability_map(img, net, 512, 256)
+    assert net.tiles == 1 and out.shape == img.shape
+    np.testing.assert_allclose(out, img, atol=1e-5)

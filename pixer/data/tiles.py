@@ -66,7 +66,7 @@ def tile_hw(tile: TileSize) -> tuple[int, int]:
 
 
 def fit_tile(shape: tuple[int, int], tile: int, stride: int, multiple: int = 8) -> tuple[tuple[int, int], int]:
-    """Clamp a square tile to an image so that no tile needs padding.
+    """Clamp a square tile to an image so that a short axis is one tile with (almost) no padding.
 
     Parameters
     ----------
@@ -75,21 +75,24 @@ def fit_tile(shape: tuple[int, int], tile: int, stride: int, multiple: int = 8) 
     tile, stride
         Requested square tile and stride, pixels.
     multiple
-        Clamped sides are rounded **down** to a multiple of this (the network's
-        output stride), but never below it; the network pads the rest
-        (< ``multiple`` px) itself.
+        A clamped side is the axis rounded **up** to a multiple of this (the
+        network's output stride): the image is mirror-padded by fewer than
+        ``multiple`` px at its end. (Rounding down would need a second, almost
+        identical tile per short axis: 4 network passes instead of 1 on a
+        410² image.) A side never exceeds ``tile``.
 
     Returns
     -------
     tile_hw
-        ``(th, tw)`` with ``th = min(tile, h')`` and ``tw = min(tile, w')``.
+        ``(th, tw)``: ``tile`` for an axis at least that long, else the axis
+        rounded up to ``multiple``.
     stride
         ``min(stride, th, tw)``.
     """
     def side(n: int) -> int:
         if n >= tile:
             return tile
-        return n if n < multiple else n - n % multiple
+        return min(tile, n + (-n) % multiple)
 
     th, tw = side(int(shape[0])), side(int(shape[1]))
     return (th, tw), max(1, min(stride, th, tw))
