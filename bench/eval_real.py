@@ -309,7 +309,7 @@ def tune(work: Path, datasets: list[str], scales: list[int], windows: list[float
                     continue
                 key = pixer_key(name, edge_fraction)
                 entry.setdefault(key, {})
-                sweeps += [(key, f, f"pixer[{name}] d×{f:g}", lambda m=model, f=f, name=name: pick_pixer(
+                sweeps += [(key, f, f"pixer[{name}] d×{f:g}", lambda m=model, f=f: pick_pixer(
                     folder, work / "tune" / ds / f"pixer_{name}_f{f:g}_e{edge_fraction:g}", m, d, edge_fraction, f))
                     for f in factors]  # fmt: skip
         for picker, setting, label, run_picker in sweeps:

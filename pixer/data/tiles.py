@@ -5,9 +5,9 @@ overlapping outputs. Tiles here always cover the whole image: the last tile of
 each axis is flush with the image edge. A tile is ``t`` (square) or
 ``(th, tw)`` (rectangular) pixels. An axis shorter than the tile is padded at its
 end (bottom / right) with the image's mirror image (:func:`pad_end`); stitching
-crops the padding away again. The picker avoids padding altogether by clamping
-the tile to the image (:func:`fit_tile`): a network shown a wide padded band
-(zero or mirrored) at the bottom / right — never seen in training — put
+crops the padding away again. The picker keeps that padding under 8 px by
+clamping the tile to the image (:func:`fit_tile`): a network shown a wide padded
+band (zero or mirrored) at the bottom / right — never seen in training — put
 spurious picks along those edges of small micrographs.
 
 Tile positions are ``(n, 2)`` int64 ``[y0, x0]`` (row, column of the tile's
