@@ -325,3 +325,37 @@ def test_bad_classifier_folder_is_one_line(data, capsys, tmp_path):
                           "--classifier", str(tmp_path / "nothing"))) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "nothing" in err and "\n" not in err
+
+
+def test_auto_threshold_weighs_candidates_against_the_models_background(data, tmp_path):
+    """A model that stores its empty-micrograph background (as the general model does): `auto`
+    takes the null rule's cut for this run's candidates and area (inside the edge margin,
+    recorded in every part), and parts written before parts recorded their area are recomputed."""
+    from pixer.pick.batch import picked_area, read_part_header
+    from pixer.pick.threshold import NULL_GRID, null_density, null_threshold
+
+    model = tmp_path / "model"
+    shutil.copytree(data["model"], model)
+    config = json.loads((model / "config.json").read_text())
+    # background: 0.05 candidates per particle area, all scoring 0.01-0.03
+    background = np.linspace(0.01, 0.03, 50)
+    config["pick_threshold"]["null"] = {"grid": list(NULL_GRID), "density": null_density(background, 1000.0)}
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    shutil.copytree(data["ref"] / "parts", out / "parts")
+    for part in (out / "parts").rglob("*.csv"):  # as parts were written before they recorded the area
+        lines = part.read_text().splitlines(keepends=True)
+        part.write_text(lines[0].split(" area=")[0] + "\n" + "".join(lines[1:]))
+    margin_A = 40.0
+    assert main(pick_argv(data["mics"], model, out, "--cluster", "none", "--edge-margin", str(margin_A))) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["status"]) == {"done"}  # recomputed
+    area = picked_area((384, 384), 4.0, float(DIAMETER), margin_A)
+    assert area == pytest.approx((384 - 20) ** 2 / 30**2)
+    parts = sorted((out / "parts").rglob("*.csv"))
+    assert [read_part_header(p)["area"] for p in parts] == pytest.approx([area] * 3)
+    candidates = pd.concat([pd.read_csv(p, comment="#") for p in parts])
+    expected = null_threshold(candidates["score"].to_numpy(), 3 * area, config["pick_threshold"]["null"])
+    assert expected is not None
+    record = json.loads((out / "pixer_pick.json").read_text())
+    assert record["threshold"] == pytest.approx(expected[0]) and "background" in record["threshold_rule"]

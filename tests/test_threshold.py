@@ -11,7 +11,10 @@ from pixer.pick.threshold import (
     AUTO_SCORE_FLOOR,
     CANDIDATE_FLOOR,
     FALLBACK_THRESHOLD,
+    NULL_GRID,
     auto_threshold,
+    null_density,
+    null_threshold,
     otsu_threshold,
 )
 from pixer.train.calibrate import calibrate_pick_threshold, label_centres
@@ -123,3 +126,71 @@ def test_empty_validation_micrographs_raise_the_cut_until_they_stay_clean():
     assert calib["picks_per_empty"] <= 1.0 and calib["recall"] == 1.0
     loose = calibrate_pick_threshold(MapAsLogits(), samples, D, tile=128, stride=64, max_picks_per_empty=10.0)
     assert loose["value"] == loose["f1_cut"] and loose["picks_per_empty"] > 1.0
+    # the empty micrographs' candidates are kept as the model's background density (per particle area)
+    null = calib["null"]
+    assert null["grid"] == list(NULL_GRID) and null["area"] == pytest.approx(2 * 160 * 200 / D**2)
+    density = np.asarray(null["density"])
+    assert density[0] * null["area"] == pytest.approx(10, abs=0.01)  # the 5 junk peaks of each
+    assert np.all(np.diff(density) <= 0) and density[np.asarray(NULL_GRID) >= 0.7].max() == 0.0
+    assert density[np.asarray(NULL_GRID) <= 0.2].min() == pytest.approx(density[0])  # all junk peaks are higher
+
+
+def logit_scores(rng, n, mean, sd):
+    """``n`` candidate scores whose logits are normal (what a network's local maxima look like)."""
+    s = 1.0 / (1.0 + np.exp(-rng.normal(mean, sd, n)))
+    return s[s > CANDIDATE_FLOOR]
+
+
+def test_null_density_counts_candidates_above_each_grid_score_per_area():
+    scores = np.array([0.0015, 0.01, 0.01, 0.2, 0.9])
+    density = null_density(scores, area=10.0)
+    assert len(density) == len(NULL_GRID) and NULL_GRID[0] == CANDIDATE_FLOOR and NULL_GRID[-1] == 1.0
+    grid = np.asarray(NULL_GRID)
+    for t, d in zip(grid, density, strict=True):
+        assert d == pytest.approx((scores > t).sum() / 10.0)
+    assert np.all(np.diff(density) <= 0) and density[-1] == 0.0
+    with pytest.raises(ValueError):
+        null_density(scores, 0.0)
+
+
+def best_f1(scores, is_particle, n_particles):
+    order = np.argsort(-scores)
+    tp = np.cumsum(is_particle[order])
+    n = np.arange(1, len(scores) + 1)
+    return float(np.max(2 * tp / (n + n_particles)))
+
+
+def f1_at(t, scores, is_particle, n_particles):
+    kept = scores > t
+    tp = int(is_particle[kept].sum())
+    return 2 * tp / (kept.sum() + n_particles)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_null_rule_follows_faint_particles_down_and_leaves_empty_runs_alone(seed):
+    """Background candidates (0.5 per particle area, logits N(-3.5, 1)) measured on 1000 particle
+    areas of empty micrographs are the model's null. A run of 400 particle areas holds 200
+    particles whose scores are low and overlap the background's tail (logits N(-0.5, 1), as the
+    general model at -20 dB or on real data): the model's own cut (0.54) keeps a third of them;
+    the null rule's cut comes within 0.05 of the best F1 any cut gives. A run of background only, drawn
+    afresh, gets no cut from it, so `auto` falls back to the model's own."""
+    rng = np.random.default_rng(seed)
+    null = {"grid": list(NULL_GRID), "density": null_density(logit_scores(rng, 500, -3.5, 1.0), 1000.0)}
+    background = logit_scores(rng, 200, -3.5, 1.0)
+    particles = logit_scores(rng, 200, -0.5, 1.0)
+    scores = np.concatenate([background, particles])
+    truth = np.r_[np.zeros(len(background), bool), np.ones(len(particles), bool)]
+    t, rule = null_threshold(scores, 400.0, null)
+    assert "background" in rule
+    own = {"value": 0.54, "f1": 0.66, "n_true": 1980, "n_micrographs": 44, "null": null}
+    assert auto_threshold(scores, own, area=400.0) == (t, rule)
+    assert auto_threshold(scores, own)[0] == 0.54  # no area: the rule is skipped
+    best = best_f1(scores, truth, len(particles))
+    assert f1_at(t, scores, truth, len(particles)) >= best - 0.05
+    assert f1_at(t, scores, truth, len(particles)) >= f1_at(0.54, scores, truth, len(particles)) + 0.2
+    empty_run = logit_scores(rng, 200, -3.5, 1.0)
+    assert null_threshold(empty_run, 400.0, null) is None
+    assert auto_threshold(empty_run, own, area=400.0)[0] == 0.54
+    # ... also when the empty run is noisier than the null (tail twice as dense above 0.01)
+    noisier = np.concatenate([empty_run, logit_scores(rng, 40, -2.5, 0.7)])
+    assert null_threshold(noisier, 400.0, null) is None

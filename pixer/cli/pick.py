@@ -15,10 +15,14 @@ batches of --batch-micrographs; each worker loads the model once.
 
 Threshold: candidates above a low floor (0.001) are stored per micrograph in
 parts/; the threshold is applied when they are gathered. --threshold auto
-(default) splits the pooled candidate scores above 0.05 with Otsu's method when they are
-clearly bimodal (separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9);
-otherwise it uses the model's own threshold when it has one (`pixer train`
-stores the F1-optimal cut on its held-out validation micrographs), else 0.5;
+(default): with a model that stores its background (the general model: candidate
+scores per particle area on empty micrographs full of junk), the cut with the best
+F1 estimated from how many picks exceed that background, among cuts where it is
+under 30 % of the picks and significant (an empty run gets none); else an Otsu
+split of the pooled candidate scores above 0.05 when they are clearly bimodal
+(separability >= 0.8, >= 30 candidates; clamped to 0.1-0.9); else the model's own
+threshold when it has one (`pixer train` stores the F1-optimal cut on its held-out
+validation micrographs), else 0.5;
 --calibrate-with COORDS picks the F1-optimal threshold on the
 micrographs those coordinates label; a number is used as is. The value is
 written to summary.csv and pixer_pick.json.
@@ -64,7 +68,7 @@ from pixer.io.paths import atomic_path, remove_stale_temps
 from pixer.models.classifier import load_classifier
 from pixer.models.general import resolve_model
 from pixer.models.store import load_model
-from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, write_outputs
+from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, write_outputs
 from pixer.pick.picker import PickParams
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
@@ -100,7 +104,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
     parser.add_argument("--threshold", type=threshold_arg, default="auto",
-                        help="minimum score (0-1) of a pick, or 'auto' (default): an Otsu split of the "
+                        help="minimum score (0-1) of a pick, or 'auto' (default): the best cut against the "
+                             "model's empty-micrograph background when it stores one, else an Otsu split of the "
                              "candidate scores when bimodal, else the model's own calibrated threshold, else 0.5")
     parser.add_argument("--calibrate-with", metavar="COORDS", nargs="+", default=None,
                         help="labelled coordinates of some of the micrographs: use the F1-optimal threshold on them")
@@ -178,8 +183,8 @@ def _cluster_options(args: argparse.Namespace, device: str) -> dict:
 
 
 def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float,
-                      model_config: dict) -> tuple[float, str]:
-    """The threshold of this run and how it was chosen."""
+                      model_config: dict, area: float | None = None) -> tuple[float, str]:
+    """The threshold of this run and how it was chosen (``area``: the run's, in particle areas)."""
     if truth is not None:
         keys = {mic_key(m) for m in truth["micrograph"].astype(str)}
         labelled = candidates[[mic_key(m) in keys for m in candidates["micrograph"]]]
@@ -187,7 +192,7 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
             raise PixerError(f"{args.calibrate_with[0]}: no labelled micrograph among the picked ones")
         return calibrated_threshold(labelled, truth, args.diameter / apix)
     if args.threshold == "auto":
-        return auto_threshold(candidates["score"].to_numpy(), model_config.get("pick_threshold"))
+        return auto_threshold(candidates["score"].to_numpy(), model_config.get("pick_threshold"), area)
     return float(args.threshold), "fixed: --threshold"
 
 
@@ -232,7 +237,7 @@ def main(args: argparse.Namespace) -> int:
         raise PixerError(f"{args.micrographs[0]}: every micrograph failed, first error: {failed['error'].iloc[0]}")
     apix = args.apix or float(done["apix"].dropna().median())
     candidates = gather_parts(out, list(done["micrograph"]))
-    threshold, rule = _choose_threshold(args, candidates, truth, apix, config)
+    threshold, rule = _choose_threshold(args, candidates, truth, apix, config, run_area(out, list(done["micrograph"])))
     picks = apply_threshold(candidates, threshold, args.max_picks)
     counts = picks["micrograph"].value_counts()
     summary.insert(2, "n_picks", [int(counts.get(m, 0)) for m in summary["micrograph"]])

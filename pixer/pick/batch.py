@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pixer.errors import PixerError
@@ -47,11 +48,12 @@ def part_path(outdir: str | Path, name: str) -> Path:
 
 def read_part_header(part: str | Path) -> dict[str, float]:
     """``apix``, ``floor``, ``classified`` (1.0 when a classifier scored the
-    candidates), ``edge`` (the edge margin, Å) and ``mind`` (the minimum
-    distance, Å; 0 for none) from a part's first line (NaN / 0 when absent)."""
+    candidates), ``edge`` (the edge margin, Å), ``mind`` (the minimum
+    distance, Å; 0 for none) and ``area`` (the picked area in particle areas:
+    :func:`picked_area`) from a part's first line (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
-    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0}
+    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0, "area": float("nan")}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
@@ -62,9 +64,46 @@ def read_part_header(part: str | Path) -> dict[str, float]:
 
 def _reusable(meta: dict[str, float], params: PickParams, classified: bool) -> bool:
     """A part can be reused when its floor is low enough and the same scoring, edge margin and
-    minimum distance made it."""
-    return (meta["floor"] <= params.threshold and bool(meta["classified"]) == classified
+    minimum distance made it (and it records its area, which parts before it did not)."""
+    return (meta["floor"] <= params.threshold and bool(np.isfinite(meta["area"]))
+            and bool(meta["classified"]) == classified
             and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0))
+
+
+def picked_area(shape: tuple[int, int], apix: float, diameter_A: float, edge_margin_A: float = 0.0) -> float:
+    """Area of a micrograph where picks may lie, in particle areas (``d²``).
+
+    Parameters
+    ----------
+    shape
+        ``(h, w)`` micrograph size, pixels.
+    apix
+        Pixel size, Å/px.
+    diameter_A
+        Particle diameter, Å.
+    edge_margin_A
+        Picks closer than this to an edge are dropped, so that band does not count.
+
+    Returns
+    -------
+    float
+        ``(h − 2m)(w − 2m) / d²`` with the margin ``m`` and diameter ``d`` in
+        pixels (0 when the margin leaves nothing).
+    """
+    band = 2.0 * float(edge_margin_A) / float(apix)  # both edges, px
+    d = float(diameter_A) / float(apix)
+    return max(shape[0] - band, 0.0) * max(shape[1] - band, 0.0) / (d * d)
+
+
+def run_area(outdir: str | Path, names: Sequence[str]) -> float | None:
+    """Summed :func:`picked_area` of the parts of ``names`` (None when a part does not record it)."""
+    total = 0.0
+    for name in names:
+        area = read_part_header(part_path(outdir, name))["area"]
+        if not np.isfinite(area):
+            return None
+        total += area
+    return total
 
 
 def read_part(part: str | Path) -> pd.DataFrame:
@@ -134,8 +173,10 @@ def pick_file(
     picks.insert(0, "micrograph", name)
     picks = picks.round({"x": 2, "y": 2, "score": 5})
     with atomic_path(part) as tmp, open(tmp, "w") as fh:
+        area = picked_area(mic.data.shape[-2:], mic.apix, params.diameter_A, params.edge_margin_A)
         fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)} "
-                 f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r}\n")
+                 f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r} "
+                 f"area={area!r}\n")
         picks[PART_COLUMNS].to_csv(fh, index=False)
     return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
             "apix": mic.apix, **worker_info(), "error": ""}

@@ -1,4 +1,5 @@
-"""Choosing the pick threshold: fixed, automatic (the model's own, or Otsu on candidate scores) or calibrated.
+"""Choosing the pick threshold: fixed, automatic (against the model's empty-micrograph null, Otsu on
+candidate scores, or the model's own cut) or calibrated.
 
 Parts store every candidate above a low floor; the threshold is applied when the parts are
 gathered, so a run can be re-thresholded without recomputing. Keeping picks "strictly above"
@@ -29,6 +30,99 @@ AUTO_MIN_CANDIDATES = 30
 AUTO_MIN_SEPARABILITY = 0.8
 #: The automatic threshold is clamped into this range.
 AUTO_RANGE = (0.1, 0.9)
+#: Null rule: the most false picks it accepts at its cut, as a fraction of the picks kept there
+#: (expected background picks / picks). On empty micrographs unlike the model's calibration ones
+#: (no interference, -5 to -20 dB, 1-3 Å/px) the background never looked better than 0.55
+#: particles per pick, so 0.3 leaves them to the model's own cut.
+NULL_MAX_FDR = 0.3
+#: Null rule: the excess of picks over the expected background at the cut must be at least this
+#: many Poisson standard deviations of that background.
+NULL_MIN_Z = 3.0
+#: Score grid (log-spaced from the candidate floor to 1) of the stored background density.
+NULL_GRID = tuple(float(f"{t:.6g}") for t in np.logspace(-3, 0, 61))
+
+
+def null_density(scores: np.ndarray, area: float) -> list[float]:
+    """Background candidates per particle area above each score of :data:`NULL_GRID`.
+
+    Parameters
+    ----------
+    scores
+        ``(n,)`` candidate scores on micrographs with no particles.
+    area
+        Their total area in particle areas: sum of ``h · w / d²`` with ``h, w``
+        and the diameter ``d`` in the same pixels.
+
+    Returns
+    -------
+    list of float
+        ``len(NULL_GRID)`` densities (candidates with score strictly above
+        each grid value, per particle area), non-increasing.
+    """
+    if area <= 0:
+        raise ValueError(f"null density needs a positive area, got {area}")
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))
+    above = len(s) - np.searchsorted(s, np.asarray(NULL_GRID), side="right")
+    return [round(float(a) / float(area), 6) for a in above]
+
+
+def _null_expected(null: dict, scores: np.ndarray, area: float) -> np.ndarray:
+    """Expected background candidates above each of ``scores`` on ``area`` particle areas
+    (the stored density, log-linear between grid points, 0 above the grid)."""
+    grid = np.log(np.asarray(null["grid"], dtype=np.float64))
+    density = np.asarray(null["density"], dtype=np.float64)
+    x = np.log(np.clip(scores, np.exp(grid[0]), 1.0))
+    return np.interp(x, grid, density, right=0.0) * area
+
+
+def null_threshold(scores: np.ndarray, area: float, null: dict,
+                   max_fdr: float = NULL_MAX_FDR, min_z: float = NULL_MIN_Z) -> tuple[float, str] | None:
+    """The cut that maximises the F1 estimated against the model's background (null) density.
+
+    Below a cut ``t`` the run keeps ``N(t)`` candidates; micrographs with no
+    particles would give ``N0(t) = density(t) · area`` of them (measured by
+    ``pixer train`` on empty calibration micrographs:
+    :func:`pixer.train.calibrate.calibrate_pick_threshold`). So about
+    ``T(t) = N(t) − N0(t)`` of the picks are particles, about
+    ``P = max T`` particles are there, and F1(t) ≈ 2 T / (N + P). Only cuts
+    where the background is a small part of the picks (``N0 ≤ max_fdr · N``)
+    and the excess is significant (``T ≥ min_z · sqrt(N0 + 1)``) are allowed,
+    so a run of empty micrographs, or of micrographs the model cannot read,
+    gets no cut from this rule.
+
+    Parameters
+    ----------
+    scores
+        ``(n,)`` candidate scores of the whole run (above the candidate floor).
+    area
+        The run's picked area in particle areas (sum over micrographs of
+        ``h · w / d²``, inside the edge margin).
+    null
+        ``{"grid": [...], "density": [...]}`` (:func:`null_density`).
+
+    Returns
+    -------
+    (threshold, rule) or None
+        None when no cut qualifies.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
+    if not len(s) or area <= 0:
+        return None
+    n = np.arange(1, len(s) + 1, dtype=np.float64)
+    n0 = _null_expected(null, s, area)
+    excess = n - n0
+    total = float(excess.max())
+    ok = (n0 <= max_fdr * n) & (excess >= min_z * np.sqrt(n0 + 1.0))
+    # ties: a cut sits between distinct scores only
+    ok &= np.append(s[1:] < s[:-1], True)
+    if not ok.any() or total <= 0:
+        return None
+    f1 = np.where(ok, 2.0 * excess / (n + total), -1.0)
+    k = int(np.argmax(f1))
+    below = s[k + 1] if k + 1 < len(s) else min(CANDIDATE_FLOOR, s[k])
+    t = float(0.5 * (s[k] + below))
+    return t, (f"auto: against the model's empty-micrograph background: {int(n[k])} picks, "
+               f"~{n0[k]:.0f} expected from background, ~{total:.0f} particles in the run")
 
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
@@ -68,9 +162,17 @@ def otsu_threshold(scores: np.ndarray, bins: int = 256, lo: float = 0.0, hi: flo
     return float(edges[k + 1]), float(between[k] / var_total) if var_total > 0 else 0.0
 
 
-def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> tuple[float, str]:
+def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None,
+                   area: float | None = None) -> tuple[float, str]:
     """The ``--threshold auto`` rule.
 
+    0. A model that stores its background density (``pick_threshold["null"]``:
+       candidates per particle area on empty calibration micrographs), given
+       the run's ``area``: the cut of :func:`null_threshold`, which estimates
+       how many picks are background at each cut. This is what follows a
+       model's scores down when the data are harder than its validation set
+       (−20 dB, real micrographs), and it stays out of runs whose candidates
+       look like the background.
     1. The scores of the local maxima of a well-trained model's map are bimodal
        (background near the floor, particles near 1): Otsu's method splits the
        pooled candidate scores above ``AUTO_SCORE_FLOOR`` (all micrographs) when there are at least
@@ -90,13 +192,20 @@ def auto_threshold(scores: np.ndarray, model_threshold: dict | None = None) -> t
         ``(n,)`` candidate scores (those at or below :data:`AUTO_SCORE_FLOOR` are ignored).
     model_threshold
         The model's ``pick_threshold`` record (``value``, ``f1``, ``n_true``,
-        ``n_micrographs``) or None.
+        ``n_micrographs``, optionally ``null``) or None.
+    area
+        The run's area in particle areas (see :func:`null_threshold`); None
+        skips step 0.
 
     Returns
     -------
     threshold, rule
         The threshold and a one-line description of how it was chosen.
     """
+    if model_threshold and model_threshold.get("null") and area:
+        found = null_threshold(scores, area, model_threshold["null"])
+        if found is not None:
+            return found
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     s = s[s > AUTO_SCORE_FLOOR]
     eta = 0.0

@@ -13,7 +13,10 @@ bimodal (:func:`pixer.pick.threshold.auto_threshold`).
 Validation micrographs whose label is empty (negatives: bare ice, carbon,
 contaminants) add a second condition: the cut is raised until they keep at most
 ``max_picks_per_empty`` picks each on average, since a picker that fills empty
-micrographs with picks is worse than one that misses a few weak particles.
+micrographs with picks is worse than one that misses a few weak particles. Their
+candidates are also kept as the model's background density (``null``: candidates per
+particle area above each score), against which ``--threshold auto`` estimates how many
+of a run's picks are background (:func:`pixer.pick.threshold.null_threshold`).
 
 Truth centres are the centroids of the connected components of each label
 (discs from coordinates, or the masks of ``pixer labels``); units are pixels
@@ -94,16 +97,19 @@ def calibrate_pick_threshold(
         ``precision``, ``recall`` at it (on the labelled micrographs),
         ``f1_cut`` (the F1-optimal cut), ``empty_cut`` (the least cut meeting
         ``max_picks_per_empty``, or None without empty samples),
-        ``picks_per_empty`` at ``value``, ``n_micrographs``, ``n_empty``,
-        ``n_true``, ``n_candidates``; None when the labelled samples hold fewer
+        ``picks_per_empty`` at ``value``, ``null`` (with empty samples:
+        ``grid``, ``density`` from :func:`pixer.pick.threshold.null_density`
+        and ``area``, their area in particle areas; else None),
+        ``n_micrographs``, ``n_empty``, ``n_true``, ``n_candidates``; None when the labelled samples hold fewer
         than :data:`MIN_CALIBRATION_PARTICLES` particles.
     """
     from pixer.evaluate.metrics import evaluate
     from pixer.pick.localmax import grid_local_maxima
     from pixer.pick.picker import probability_map
-    from pixer.pick.threshold import CANDIDATE_FLOOR, calibrated_threshold
+    from pixer.pick.threshold import CANDIDATE_FLOOR, NULL_GRID, calibrated_threshold, null_density
 
     cands, truth, empty = [], [], []
+    empty_area = 0.0  # particle areas
     was_training = model.training
     model.eval()
     try:
@@ -111,6 +117,7 @@ def calibrate_pick_threshold(
             centres = label_centres(label)
             if not len(centres):
                 empty.append(str(i))
+                empty_area += float(np.asarray(image).size) / float(diameter_px) ** 2
             truth.append(pd.DataFrame({"micrograph": str(i), "x": centres[:, 0], "y": centres[:, 1]}))
             prob = probability_map(np.asarray(image, np.float32), model, tile, stride, device=device)
             xy, scores = grid_local_maxima(prob, diameter_px, min_score=CANDIDATE_FLOOR)
@@ -124,8 +131,10 @@ def calibrate_pick_threshold(
     on_empty = cand_df["micrograph"].isin(empty)
     labelled = cand_df[~on_empty]
     f1_cut, _ = calibrated_threshold(labelled, truth_df, diameter_px)
-    empty_cut = None
+    empty_cut, null = None, None
     if empty:
+        null = dict(grid=list(NULL_GRID), density=null_density(cand_df.loc[on_empty, "score"].to_numpy(), empty_area),
+                    area=round(empty_area, 3))
         # least cut leaving at most floor(max × n_empty) picks on the empty micrographs
         scores = np.sort(cand_df.loc[on_empty, "score"].to_numpy())[::-1]
         keep = int(np.floor(max_picks_per_empty * len(empty)))
@@ -136,6 +145,6 @@ def calibrate_pick_threshold(
                 recall=float(at["recall"]), f1_cut=round(float(f1_cut), 6),
                 empty_cut=None if empty_cut is None else round(empty_cut, 6),
                 picks_per_empty=(float((cand_df.loc[on_empty, "score"] > value).sum() / len(empty)) if empty
-                                 else None),
+                                 else None), null=null,
                 n_micrographs=len(samples), n_empty=len(empty), n_true=int(len(truth_df)),
                 n_candidates=int(len(cand_df)))
