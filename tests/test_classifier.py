@@ -4,6 +4,7 @@ training on simulated micrographs with their interference masks (truth/*_junk.mr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,57 @@ def test_trunk_transfers_exactly(tmp_path):
 
 
 @pytest.mark.slow
+def test_negatives_become_interference_crops_unless_they_sit_on_a_particle():
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(160, 160)).astype(np.float32)
+    centres = np.array([[30.0, 30.0], [90.0, 40.0]])
+    negatives = np.array([[70.0, 110.0], [120.0, 60.0], [33.0, 28.0], [5.0, 80.0]])  # 3rd on a particle, 4th at the edge
+    cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=1, junk_per_particle=1, centre_jitter=0)
+    crops, labels = micrograph_crops(img, centres, None, cfg, rng, negatives=negatives)
+    assert np.bincount(labels, minlength=3).tolist() == [2, 2, 2]
+    got = crops[labels == 1]
+    for (x, y), crop in zip(negatives[:2].astype(int), got, strict=True):
+        assert np.array_equal(crop, img[y - 16 : y + 16, x - 16 : x + 16])
+    # no negatives, no mask: no interference class
+    _, labels = micrograph_crops(img, centres, None, cfg, rng)
+    assert np.bincount(labels, minlength=3)[1] == 0
+
+
+def test_train_classifier_cli_takes_rejected_picks_as_negatives(tmp_path, capsys):
+    """`--negatives`: picks known not to be particles (here: points on the simulated interference,
+    far from every particle) are the interference class; an empty file is a one-line error."""
+    import pandas as pd
+
+    from pixer.io.coords import read_picks
+    from pixer.io.micrographs import read_micrograph
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--out", str(sim), "--n", "3", "--size", "256", "--apix", "3", "--snr-db", "-5",
+                 "--seed", "2", "--no-progress"]) == 0  # fmt: skip
+    truth = read_picks(sim / "particles.star")
+    rows = []
+    for mic in sorted((sim / "micrographs").glob("*.mrc")):
+        junk = read_micrograph(sim / "truth" / f"{mic.stem}_junk.mrc", apix=1.0).data > 0
+        mine = truth[truth["micrograph"].map(lambda s, m=mic: Path(str(s)).name == m.name)][["x", "y"]].to_numpy()
+        ys, xs = np.nonzero(junk)
+        far = [(x, y) for x, y in zip(xs[::97], ys[::97], strict=True)
+               if 45 <= x < 211 and 45 <= y < 211 and (len(mine) == 0 or np.hypot(*(mine - [x, y]).T).min() > 45)]
+        rows += [{"micrograph": mic.name, "x": float(x), "y": float(y)} for x, y in far[:4]]
+    assert len(rows) >= 4
+    pd.DataFrame(rows).to_csv(tmp_path / "rejected.csv", index=False)
+    clf = tmp_path / "clf"
+    assert main(["train-classifier", "--micrographs", str(sim / "micrographs"), "--coords", str(sim / "particles.star"),
+                 "--diameter", "127", "--particle-px", "16", "--width", "8", "--steps", "5", "--no-progress",
+                 "--negatives", str(tmp_path / "rejected.csv"), "--out", str(clf)]) == 0  # fmt: skip
+    counts = json.loads((clf / "classifier.json").read_text())["metrics"]["counts"]
+    assert counts["interference"] == len(rows)  # exactly the negatives (no --junk-masks)
+    (tmp_path / "none.csv").write_text("micrograph,x,y\n")
+    assert main(["train-classifier", "--micrographs", str(sim / "micrographs"), "--coords", str(sim / "particles.star"),
+                 "--diameter", "127", "--negatives", str(tmp_path / "none.csv"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "none.csv" in err and "no picks" in err, err
+
+
 def test_train_classifier_on_simulated_junk_then_init_trunk(tmp_path):
     sim = tmp_path / "sim"
     assert main(["simulate", "--out", str(sim), "--n", "8", "--size", "384", "--apix", "3", "--snr-db", "-5",

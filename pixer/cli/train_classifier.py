@@ -4,7 +4,9 @@ Micrographs are binned and normalised as for `pixer train` (a particle spans
 --particle-px pixels). Crops of --box-factor × particle size are cut at the
 particle centres (particle), on interference masks (interference: the
 simulator's truth/<stem>_junk.mrc or masks you drew, one MRC per micrograph
-named <stem>_junk.mrc or <stem>.mrc in --junk-masks) and far from both (noise).
+named <stem>_junk.mrc or <stem>.mrc in --junk-masks; and on --negatives, picks
+known not to be particles, such as those 2D classification rejected) and far from
+all of them (noise).
 Validation on held-out micrographs: accuracy and confusion matrix in
 classifier.json, curve in classifier_log.csv / classifier_curve.png.
 Then `pixer train --init-trunk DIR --width W` starts from this trunk (same W).
@@ -14,6 +16,8 @@ example:
       --diameter 127 --junk-masks sim/truth --out classifier --steps 300
   pixer train --micrographs sim/micrographs --coords sim/particles.star --diameter 127 \\
       --init-trunk classifier --out model
+  pixer train-classifier --micrographs mics --coords kept.star --negatives rejected.star \\
+      --diameter 150 --out classifier
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diameter", required=True, type=positive_float, help="particle diameter in Å")
     parser.add_argument("--junk-masks", default=None,
                         help="folder of interference masks (<stem>_junk.mrc or <stem>.mrc, 1 = interference)")
+    parser.add_argument("--negatives", nargs="+", default=None, metavar="COORDS",
+                        help="picks that are not particles (e.g. the ones 2D classification rejected), any "
+                             "coordinate format: interference crops, what the classifier learns to remove")
     parser.add_argument("--out", required=True, help="classifier folder to write")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
@@ -71,11 +78,14 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, eval_every=max(1, min(50, args.steps // 5)), seed=args.seed,
         device=args.device, diameter_A=args.diameter,
     )
+    negatives = read_picks(args.negatives) if args.negatives else None  # an empty file is an error there
     crops, labels, groups, apix_used = classifier_crops(micrographs, picks, args.diameter, config, apix=args.apix,
-                                                        junk_masks=args.junk_masks, progress=not args.no_progress)
+                                                        junk_masks=args.junk_masks, progress=not args.no_progress,
+                                                        negatives=negatives)  # fmt: skip
     config.apix = apix_used
     if not (labels == 1).any():
-        print("pixer train-classifier: warning: no interference crops (no --junk-masks, or the masks are empty)",
+        print("pixer train-classifier: warning: no interference crops (no --junk-masks or --negatives, or the "
+              "masks are empty)",
               file=sys.stderr)
     metrics = train_classifier(crops, labels, groups, args.out, config, progress=not args.no_progress)
     write_run_record(args.out, "train-classifier", args, n_micrographs=len(micrographs), n_particles=len(picks),

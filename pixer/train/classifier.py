@@ -8,7 +8,10 @@ Crops are cut from micrographs prepared exactly as for segmentation training
 - **interference**: centred on random pixels of an interference mask (the
   simulator's ``truth/<stem>_junk.mrc`` or a mask the user drew), at least
   half a diameter from any particle centre, with at least ``min_junk_fraction``
-  of the box inside the mask;
+  of the box inside the mask; and on **negatives**, picks known not to be
+  particles (those 2D classification rejected, or a picker's picks that
+  the labels do not confirm), at least half a diameter from every particle
+  centre: the false positives the classifier is there to remove;
 - **noise**: centred on random pixels at least one diameter from every
   particle centre and whose box holds no interference.
 
@@ -105,7 +108,8 @@ class ClassifierTrainConfig:
 
 
 def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | None,
-                     config: ClassifierTrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                     config: ClassifierTrainConfig, rng: np.random.Generator,
+                     negatives: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Particle, interference and noise crops of one prepared micrograph.
 
     Parameters
@@ -120,6 +124,10 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
         Box and counts.
     rng
         Source of the interference / noise positions.
+    negatives
+        ``(k, 2)`` centres ``[x, y]`` (image px) of picks that are not
+        particles: interference crops (those within half a diameter of a
+        particle centre, or whose box leaves the image, are skipped).
 
     Returns
     -------
@@ -153,6 +161,12 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
         k = min(len(ys), max(1, int(round(ratio * n))))
         sel = rng.choice(len(ys), size=k, replace=False) if k else np.zeros(0, int)
         picks.append((np.stack([xs[sel], ys[sel]], 1).astype(np.float64), cls))
+    if negatives is not None and len(negatives):
+        neg = np.asarray(negatives, np.float64).reshape(-1, 2)
+        ij = np.rint(neg[:, ::-1]).astype(int)
+        ok = (ij[:, 0] >= 0) & (ij[:, 0] < h) & (ij[:, 1] >= 0) & (ij[:, 1] < w)
+        ok[ok] = border[ij[ok, 0], ij[ok, 1]] & (dist[ij[ok, 0], ij[ok, 1]] > d / 2)
+        picks.append((neg[ok], INTERFERENCE))
     crops = np.concatenate([extract_crops(image, c, box) for c, _ in picks])
     labels = np.concatenate([np.full(len(c), cls, np.int64) for c, cls in picks])
     return crops, labels
@@ -179,7 +193,8 @@ def _junk_mask(junk_dir: Path | None, path: Path) -> Path | None:
 
 def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_A: float,
                      config: ClassifierTrainConfig, apix: float | None = None, junk_masks: str | Path | None = None,
-                     progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:  # fmt: skip
+                     progress: bool = True,
+                     negatives: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:  # fmt: skip
     """Crops of every micrograph (see the module docstring).
 
     Parameters
@@ -198,6 +213,9 @@ def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_
         Folder of interference masks: ``<stem>_junk.mrc`` (as the simulator's
         ``truth/``) or ``<stem>.mrc``, on the micrograph's grid (or any grid of
         the same field of view); micrographs without one give no interference crops.
+    negatives
+        Picks that are not particles (``micrograph``, ``x``, ``y`` in
+        micrograph px, matched to the files as ``picks`` are): interference crops.
 
     Returns
     -------
@@ -214,7 +232,10 @@ def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_
     if junk_dir is not None and not junk_dir.is_dir():
         raise PixerError(f"{junk_dir}: interference-mask folder not found")
     out, used = [], []
-    prepared = prepared_micrographs(micrographs, picks, diameter_A, config.particle_px, apix, config.norm_k,
+    table = picks.assign(_negative=False)
+    if negatives is not None and len(negatives):
+        table = pd.concat([table, negatives.assign(_negative=True)], ignore_index=True)
+    prepared = prepared_micrographs(micrographs, table, diameter_A, config.particle_px, apix, config.norm_k,
                                     progress, desc="crops")  # fmt: skip
     for g, item in enumerate(prepared):
         path, rows, mic, mic_apix = item.path, item.rows, item.mic, item.mic_apix
@@ -225,7 +246,9 @@ def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_
             junk = label_to_grid(read_micrograph(mask_path, apix=1.0).data > 0, mic.data.shape, mic_apix, apix_used,
                                  image.shape)  # fmt: skip
         rng = np.random.default_rng([config.seed, 104729, g])
-        crops, labels = micrograph_crops(image, _centres(rows, mic_apix, apix_used), junk, config, rng)
+        neg = rows["_negative"].to_numpy(bool)
+        crops, labels = micrograph_crops(image, _centres(rows[~neg], mic_apix, apix_used), junk, config, rng,
+                                         negatives=_centres(rows[neg], mic_apix, apix_used) if neg.any() else None)
         out.append((crops, labels, np.full(len(labels), g, np.int64)))
         used.append(apix_used)
     crops, labels, groups = (np.concatenate(a) for a in zip(*out, strict=True))
