@@ -359,3 +359,19 @@ def test_auto_threshold_weighs_candidates_against_the_models_background(data, tm
     assert expected is not None
     record = json.loads((out / "pixer_pick.json").read_text())
     assert record["threshold"] == pytest.approx(expected[0]) and "background" in record["threshold_rule"]
+
+
+def test_rerun_with_another_diameter_recomputes(data, tmp_path):
+    """Parts record the diameter they were picked for: the same --out with another --diameter is
+    picked again (binning and the local-maximum search depend on it), the same one is skipped."""
+    out = tmp_path / "run"
+    shutil.copytree(data["ref"] / "parts", out / "parts")
+    argv = ["pick", "--micrographs", str(data["mics"]), "--model", str(data["model"]), "--out", str(out),
+            "--no-progress", "--cluster", "none"]  # fmt: skip
+    assert main([*argv, "--diameter", DIAMETER]) == 0
+    assert set(pd.read_csv(out / "summary.csv")["status"]) == {"skipped"}
+    assert main([*argv, "--diameter", "100"]) == 0
+    assert set(pd.read_csv(out / "summary.csv")["status"]) == {"done"}
+    from pixer.pick.batch import read_part_header
+
+    assert {read_part_header(p)["diam"] for p in (out / "parts").rglob("*.csv")} == {100.0}
