@@ -100,6 +100,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="crop classifier folder (pixer train-classifier): candidates it gives P(particle) < 0.5 "
                              "(interference, noise) are removed")
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
+    parser.add_argument("--diameter-search", type=positive_float, nargs="*", default=None, metavar="F",
+                        help="before the run, pick --search-micrographs of the micrographs at these factors on "
+                             "--diameter (none given: 0.8 0.9 1 1.1 1.25 1.4) and run at the one where the most "
+                             "particles stand out from the model's empty-micrograph background (of those within "
+                             "5 %% of the most, the one nearest 1; needs a model that stores its background, as "
+                             "the general model does)")
+    parser.add_argument("--search-micrographs", type=positive_int, default=8, metavar="N",
+                        help="micrographs (spread over the run) the diameter search picks (default 8)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
@@ -196,6 +204,28 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
     return float(args.threshold), "fixed: --threshold"
 
 
+def _search_diameter(args, paths: list[Path], params: PickParams, device: str) -> tuple[PickParams, dict]:
+    """``--diameter-search``: the parameters to run with and what the search found (printed too)."""
+    from dataclasses import replace
+
+    from pixer.pick.batch import cached_model
+    from pixer.pick.search import DEFAULT_FACTORS, search_diameter
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    model, config = cached_model(args.model, device)
+    factor, table = search_diameter(paths, model, config, params, args.diameter_search or DEFAULT_FACTORS,
+                                    apix=args.apix, device=device, sample=args.search_micrographs,
+                                    progress=not args.no_progress)  # fmt: skip
+    n = min(len(paths), args.search_micrographs)
+    print(f"diameter search on {n} micrograph(s): estimated particles per micrograph "
+          + ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}" for r in table.itertuples())
+          + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)
+    record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
+              "table": table.round(4).to_dict(orient="list")}  # fmt: skip
+    return replace(params, diameter_A=args.diameter * factor), record
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer pick``."""
     from pixer.scale import map_micrographs, open_client
@@ -215,6 +245,9 @@ def main(args: argparse.Namespace) -> int:
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
+    search = None
+    if args.diameter_search is not None:
+        params, search = _search_diameter(args, paths, params, device)
     task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                     classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
     names = [str(p) for p in paths]
@@ -245,6 +278,7 @@ def main(args: argparse.Namespace) -> int:
     outputs = write_outputs(out, picks, list(done["micrograph"]), apix, args.diameter, summary)
     seconds = time.perf_counter() - t0
     write_run_record(out, "pick", args, apix=apix, device=device, model_config=config, threshold=threshold,
+                     diameter_used_A=params.diameter_A, diameter_search=search,
                      threshold_rule=rule, candidate_floor=floor, n_micrographs=len(paths), n_failed=len(failed),
                      n_skipped=int((summary["status"] == "skipped").sum()), n_picks=len(picks), seconds=seconds)
     print(f"picked {len(picks)} particles on {len(done)} micrographs in {seconds:.1f} s "

@@ -75,6 +75,45 @@ def _null_expected(null: dict, scores: np.ndarray, area: float) -> np.ndarray:
     return np.interp(x, grid, density, right=0.0) * area
 
 
+def _null_curve(scores: np.ndarray, area: float, null: dict, max_fdr: float,
+                min_z: float) -> tuple[np.ndarray, ...]:
+    """Scores in descending order ``s``, picks ``n`` and expected background picks ``n0`` above
+    each, their excess ``n − n0``, and which cuts qualify (background ≤ ``max_fdr`` of the picks,
+    excess ≥ ``min_z`` Poisson σ, between distinct scores)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
+    if not len(s) or area <= 0:
+        e = np.zeros(0)
+        return e, e, e, e, np.zeros(0, bool)
+    n = np.arange(1, len(s) + 1, dtype=np.float64)
+    n0 = _null_expected(null, s, area)
+    excess = n - n0
+    ok = (n0 <= max_fdr * n) & (excess >= min_z * np.sqrt(n0 + 1.0))
+    ok &= np.append(s[1:] < s[:-1], True)  # ties: a cut sits between distinct scores only
+    return s, n, n0, excess, ok
+
+
+def null_particles(scores: np.ndarray, area: float, null: dict,
+                   max_fdr: float = NULL_MAX_FDR, min_z: float = NULL_MIN_Z) -> float:
+    """How many particles the candidates hold beyond the model's background (0 when no cut qualifies).
+
+    The largest excess ``N(t) − N0(t)`` over cuts (see :func:`null_threshold`): an
+    estimate of the number of particles the model finds in the run, used to compare
+    the same micrographs picked at different diameters.
+
+    Parameters
+    ----------
+    scores, area, null
+        As for :func:`null_threshold`.
+
+    Returns
+    -------
+    float
+        Estimated particles (≥ 0).
+    """
+    s, n, n0, excess, ok = _null_curve(scores, area, null, max_fdr, min_z)
+    return float(max(excess.max(), 0.0)) if ok.any() else 0.0
+
+
 def null_threshold(scores: np.ndarray, area: float, null: dict,
                    max_fdr: float = NULL_MAX_FDR, min_z: float = NULL_MIN_Z) -> tuple[float, str] | None:
     """The cut that maximises the F1 estimated against the model's background (null) density.
@@ -105,16 +144,8 @@ def null_threshold(scores: np.ndarray, area: float, null: dict,
     (threshold, rule) or None
         None when no cut qualifies.
     """
-    s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))[::-1]
-    if not len(s) or area <= 0:
-        return None
-    n = np.arange(1, len(s) + 1, dtype=np.float64)
-    n0 = _null_expected(null, s, area)
-    excess = n - n0
-    total = float(excess.max())
-    ok = (n0 <= max_fdr * n) & (excess >= min_z * np.sqrt(n0 + 1.0))
-    # ties: a cut sits between distinct scores only
-    ok &= np.append(s[1:] < s[:-1], True)
+    s, n, n0, excess, ok = _null_curve(scores, area, null, max_fdr, min_z)
+    total = float(excess.max()) if len(s) else 0.0
     if not ok.any() or total <= 0:
         return None
     f1 = np.where(ok, 2.0 * excess / (n + total), -1.0)

@@ -1,0 +1,100 @@
+"""``--diameter-search``: the diameter chosen from the micrographs against the model's background."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pixer.cli.main import main
+from pixer.pick.search import DEFAULT_FACTORS, choose_factor, sample_evenly
+from pixer.pick.threshold import NULL_GRID, null_density, null_particles
+
+
+def test_the_factor_that_finds_most_particles_wins_by_a_margin():
+    f = list(DEFAULT_FACTORS)
+    assert 1.0 in f and f == sorted(f) and min(f) == 0.8
+    # apoferritin at -20 dB told 0.8 x its diameter: a noisy profile, the true size (x 1.25) wins
+    assert choose_factor(f, [0.0, 0.0, 30.6, 24.8, 54.9, 48.0]) == 1.25
+    # ... and at -15 dB: x 1.25 and x 1.4 within 5 % of each other, the smaller change wins
+    assert choose_factor(f, [84.6, 32.6, 48.3, 90.8, 101.5, 102.2]) == 1.25
+    assert choose_factor(f, [27, 25, 23, 22, 18, 10]) == 0.8  # the masks' diameter was generous (EMPIAR-10947)
+    assert choose_factor(f, [99, 100, 101, 102, 100, 90]) == 1.0  # within 5 %: the nominal diameter stays
+    assert choose_factor(f, [0, 0, 0, 0, 0, 0]) == 1.0  # nothing above the background anywhere
+    assert choose_factor(f, [10, 50, 10, 10, 50, 10]) == 0.9  # a tie goes to the factor nearest 1
+    assert choose_factor([1.0], [3.0]) == 1.0
+
+
+def test_sample_evenly_spans_the_run():
+    assert sample_evenly(list(range(5)), 8) == [0, 1, 2, 3, 4]
+    assert sample_evenly(list(range(100)), 3) == [0, 50, 99]
+
+
+def test_null_particles_counts_the_excess_over_the_background():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    background = 1 / (1 + np.exp(-rng.normal(-3.5, 1.0, 500)))
+    null = {"grid": list(NULL_GRID), "density": null_density(background, 1000.0)}
+    run_bg = 1 / (1 + np.exp(-rng.normal(-3.5, 1.0, 200)))  # 400 particle areas of background
+    for k in (50, 150):
+        particles = 1 / (1 + np.exp(-rng.normal(1.0, 1.0, k)))
+        assert null_particles(np.r_[run_bg, particles], 400.0, null) == pytest.approx(k, rel=0.2)
+    assert null_particles(run_bg, 400.0, null) == 0.0
+
+
+@pytest.fixture(scope="module")
+def apoferritin(tmp_path_factory) -> tuple[Path, float]:
+    sim = tmp_path_factory.mktemp("search") / "sim"
+    assert main(["simulate", "--out", str(sim), "--n", "2", "--size", "1024", "--apix", "2", "--snr-db", "-15",
+                 "--seed", "4545", "--demo", "apoferritin", "--no-progress"]) == 0  # fmt: skip
+    return sim, float(json.loads((sim / "simulation.json").read_text())["particle_diameter_A"])
+
+
+def _f1(picks: Path, sim: Path, diameter: float) -> float:
+    assert main(["evaluate", "--picks", str(picks), "--truth", str(sim / "particles.star"), "--diameter",
+                 f"{diameter:g}", "--out", str(picks / "eval")]) == 0  # fmt: skip
+    return json.loads((picks / "eval" / "metrics.json").read_text())["f1"]
+
+
+def test_search_recovers_a_diameter_given_too_small(apoferritin, tmp_path):
+    """Told 0.8 x apoferritin's diameter, the general model at -15 dB misses half the particles;
+    the search finds x 1.25 (the true size) and the F1 comes back."""
+    sim, d = apoferritin
+    given = 0.8 * d
+    common = ["pick", "--micrographs", str(sim / "micrographs"), "--diameter", f"{given:g}", "--cluster", "none",
+              "--no-progress"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "search"), "--diameter-search"]) == 0
+    record = json.loads((tmp_path / "search" / "pixer_pick.json").read_text())
+    search = record["diameter_search"]
+    assert search["factor"] == 1.25 and search["micrographs"] == 2
+    assert record["diameter_used_A"] == pytest.approx(1.25 * given)
+    assert search["table"]["factor"] == list(DEFAULT_FACTORS)
+    plain, searched = _f1(tmp_path / "plain", sim, d), _f1(tmp_path / "search", sim, d)
+    assert searched >= 0.95 and searched >= plain + 0.15, (plain, searched)
+
+
+def test_search_keeps_the_right_diameter_and_needs_a_background(apoferritin, tmp_path, capsys):
+    sim, d = apoferritin
+    common = ["pick", "--micrographs", str(sim / "micrographs"), "--cluster", "none", "--no-progress"]
+    assert main([*common, "--diameter", f"{d:g}", "--out", str(tmp_path / "a"), "--diameter-search", "0.9", "1.1",
+                 "--search-micrographs", "1"]) == 0  # fmt: skip
+    search = json.loads((tmp_path / "a" / "pixer_pick.json").read_text())["diameter_search"]
+    assert search["factor"] == 1.0 and search["micrographs"] == 1 and search["table"]["factor"] == [0.9, 1.0, 1.1]
+    # a model without a stored background
+    import shutil
+
+    from pixer.models.general import general_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(general_model_dir(), model)
+    cfg = json.loads((model / "config.json").read_text())
+    del cfg["pick_threshold"]["null"]
+    (model / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main([*common, "--diameter", f"{d:g}", "--model", str(model), "--out", str(tmp_path / "b"),
+                 "--diameter-search"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--diameter-search" in err and "background" in err, err
