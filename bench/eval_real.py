@@ -155,16 +155,18 @@ def read_any(spec) -> pd.DataFrame:
 # --- pickers -------------------------------------------------------------------------------------
 
 def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float, edge_fraction: float = 0.0,
-               factor: float = 1.0) -> dict:
+               factor: float = 1.0, search: bool = False) -> dict:
     """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.001) give the curve.
     ``edge_fraction`` > 0 adds ``--edge-margin edge_fraction × diameter``; ``factor`` scales the
-    ``--diameter`` pixer is given (the diameter read off the masks stays the scoring one)."""
+    ``--diameter`` pixer is given (the diameter read off the masks stays the scoring one); ``search``
+    lets pixer choose the diameter itself (its default ``--diameter-search`` for a model with a
+    background), else ``--no-diameter-search`` keeps the one given."""
     from pixer.pick.batch import gather_parts
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = PIXER + ["pick", "--micrographs", folder / "micrographs", "--model", model, "--diameter",
                    f"{factor * diameter_px:g}", "--apix", f"{APIX:g}", "--out", out, "--cluster", "none",
-                   "--no-progress"]
+                   "--no-progress"] + ([] if search else ["--no-diameter-search"])
     if edge_fraction > 0:
         cmd += ["--edge-margin", f"{edge_fraction * diameter_px * APIX:g}"]
     t = run(cmd, out.parent / (out.name + ".log"))
@@ -372,6 +374,11 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
                     f"_f{f:g}" if f != 1 else "")
                 runs.append((f"pixer[{tag}]", lambda m=model, sub=sub, f=f: pick_pixer(
                     folder, work / "test" / ds / sub, m, d, edge_fraction, f)))
+                if (json.loads((model / "config.json").read_text()).get("pick_threshold") or {}).get("null"):
+                    # no tuning at all: the masks' diameter, and pixer's own diameter search
+                    tag = name + (f",edge {edge_fraction:g}d" if edge_fraction > 0 else "") + ",d search"
+                    runs.append((f"pixer[{tag}]", lambda m=model, sub=sub: pick_pixer(
+                        folder, work / "test" / ds / (sub + "_search"), m, d, edge_fraction, 1.0, search=True)))
         if "topaz" in pickers and not topaz_available():
             s = best_setting(tuned, ds, "topaz", 2)
             runs.append((f"topaz[s={s}]", lambda s=s: pick_topaz_folder(folder, work / "test" / ds / "topaz", d, s)))
@@ -472,7 +479,7 @@ def control(work: Path, models: dict[str, Path], pickers: list[str], tuned: dict
     for name, model in models.items():
         model = Path(str(model).replace("{ds}", "10028"))
         if "pixer" in pickers and (model / "config.json").exists():
-            r = pick_pixer(folder, work / "control" / f"pixer_{name}", model, d)
+            r = pick_pixer(folder, work / "control" / f"pixer_{name}", model, d, search=True)
             rows.append({"picker": f"pixer[{name}]", "picks_per_mic": len(r["default"]) / n,
                          "candidates>0.05_per_mic": int((r["curve"]["score"] > 0.05).sum()) / n if len(r["curve"]) else 0.0})
     if "topaz" in pickers and not topaz_available():

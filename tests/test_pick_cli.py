@@ -347,7 +347,8 @@ def test_auto_threshold_weighs_candidates_against_the_models_background(data, tm
         lines = part.read_text().splitlines(keepends=True)
         part.write_text(lines[0].split(" area=")[0] + "\n" + "".join(lines[1:]))
     margin_A = 40.0
-    assert main(pick_argv(data["mics"], model, out, "--cluster", "none", "--edge-margin", str(margin_A))) == 0
+    assert main(pick_argv(data["mics"], model, out, "--cluster", "none", "--edge-margin", str(margin_A),
+                          "--no-diameter-search")) == 0  # a model with a background searches by default
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["status"]) == {"done"}  # recomputed
     area = picked_area((384, 384), 4.0, float(DIAMETER), margin_A)

@@ -65,7 +65,7 @@ def test_search_recovers_a_diameter_given_too_small(apoferritin, tmp_path):
     given = 0.8 * d
     common = ["pick", "--micrographs", str(sim / "micrographs"), "--diameter", f"{given:g}", "--cluster", "none",
               "--no-progress"]  # fmt: skip
-    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "plain"), "--no-diameter-search"]) == 0
     assert main([*common, "--out", str(tmp_path / "search"), "--diameter-search"]) == 0
     record = json.loads((tmp_path / "search" / "pixer_pick.json").read_text())
     search = record["diameter_search"]
@@ -98,3 +98,18 @@ def test_search_keeps_the_right_diameter_and_needs_a_background(apoferritin, tmp
                  "--diameter-search"]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--diameter-search" in err and "background" in err, err
+    # by default such a model picks at the diameter given, and so does --no-diameter-search
+    assert main([*common, "--diameter", f"{d:g}", "--model", str(model), "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "pixer_pick.json").read_text())["diameter_search"] is None
+
+
+def test_search_is_on_by_default_for_the_general_model(apoferritin, tmp_path):
+    sim, d = apoferritin
+    common = ["pick", "--micrographs", str(sim / "micrographs"), "--cluster", "none", "--no-progress",
+              "--diameter", f"{0.8 * d:g}"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "on")]) == 0
+    record = json.loads((tmp_path / "on" / "pixer_pick.json").read_text())
+    assert record["diameter_search"]["factor"] == 1.25 and record["diameter_used_A"] == pytest.approx(d)
+    assert main([*common, "--out", str(tmp_path / "off"), "--no-diameter-search"]) == 0
+    record = json.loads((tmp_path / "off" / "pixer_pick.json").read_text())
+    assert record["diameter_search"] is None and record["diameter_used_A"] == pytest.approx(0.8 * d)

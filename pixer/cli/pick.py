@@ -100,12 +100,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="crop classifier folder (pixer train-classifier): candidates it gives P(particle) < 0.5 "
                              "(interference, noise) are removed")
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
-    parser.add_argument("--diameter-search", type=positive_float, nargs="*", default=None, metavar="F",
+    search = parser.add_mutually_exclusive_group()
+    search.add_argument("--diameter-search", type=positive_float, nargs="*", default=None, metavar="F",
                         help="before the run, pick --search-micrographs of the micrographs at these factors on "
                              "--diameter (none given: 0.8 0.9 1 1.1 1.25 1.4) and run at the one where the most "
                              "particles stand out from the model's empty-micrograph background (of those within "
-                             "5 %% of the most, the one nearest 1; needs a model that stores its background, as "
-                             "the general model does)")
+                             "5 %% of the most, the one nearest 1). Default: on, with those factors, for a model "
+                             "that stores its background (the general model does), off for others")
+    search.add_argument("--no-diameter-search", action="store_true",
+                        help="pick at --diameter as given, with no search")
     parser.add_argument("--search-micrographs", type=positive_int, default=8, metavar="N",
                         help="micrographs (spread over the run) the diameter search picks (default 8)")
     parser.add_argument("--out", required=True, help="output folder")
@@ -246,7 +249,8 @@ def main(args: argparse.Namespace) -> int:
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
     search = None
-    if args.diameter_search is not None:
+    has_background = bool((config.get("pick_threshold") or {}).get("null"))
+    if args.diameter_search is not None or (has_background and not args.no_diameter_search):
         params, search = _search_diameter(args, paths, params, device)
     task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                     classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
