@@ -32,7 +32,7 @@ from pixer.pick.threshold import null_particles
 
 #: Factors on the given diameter tried by default.
 DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
-#: A factor other than 1 must find this fraction more particles than the nominal diameter.
+#: Factors finding within this fraction of the most particles count as ties (the one nearest 1 wins).
 SEARCH_MARGIN = 0.05
 #: Micrographs sampled (evenly over the run) by default.
 DEFAULT_SAMPLE = 8
