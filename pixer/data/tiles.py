@@ -118,18 +118,16 @@ def mirror_indices(length: int, total: int) -> np.ndarray:
     return np.where(period < length, period, 2 * length - 1 - period).astype(np.int64)
 
 
-def pad_end(image: Array, ph: int, pw: int, mode: str = "mirror") -> Array:
-    """Pad the last two axes at their end (bottom by ``ph``, right by ``pw`` px).
+def pad_end(image: Array, ph: int, pw: int) -> Array:
+    """Pad the last two axes at their end (bottom by ``ph``, right by ``pw`` px) with their mirror image.
 
     Parameters
     ----------
     image
         ``(..., h, w)`` numpy array or torch tensor.
     ph, pw
-        Rows and columns to add, ``>= 0``.
-    mode
-        ``"mirror"`` (reflection that repeats the edge pixel, any pad length) or
-        ``"zero"``.
+        Rows and columns to add, ``>= 0``; the reflection repeats the edge pixel
+        and works for any pad length.
 
     Returns
     -------
@@ -139,12 +137,6 @@ def pad_end(image: Array, ph: int, pw: int, mode: str = "mirror") -> Array:
     if ph == 0 and pw == 0:
         return image
     h, w = image.shape[-2], image.shape[-1]
-    if mode == "zero":
-        if isinstance(image, torch.Tensor):
-            return torch.nn.functional.pad(image, (0, pw, 0, ph))
-        return np.pad(image, [(0, 0)] * (image.ndim - 2) + [(0, ph), (0, pw)])
-    if mode != "mirror":
-        raise ValueError(f"pad mode must be 'mirror' or 'zero', got {mode!r}")
     iy, ix = mirror_indices(h, h + ph), mirror_indices(w, w + pw)
     if isinstance(image, torch.Tensor):
         iy_t = torch.from_numpy(iy).to(image.device)
