@@ -22,8 +22,9 @@ log() { echo "slurm.sh: $*" >&2; }
 
 stop_daemons() {
     if command -v scancel >/dev/null && command -v squeue >/dev/null; then
-        scancel --full --user "$(id -un)" 2>/dev/null || true
-        scancel --full 2>/dev/null || true
+        # with a slurm.conf but no controller running, scancel retries for minutes: cap it
+        timeout 15 scancel --full --user "$(id -un)" 2>/dev/null || true
+        timeout 15 scancel --full 2>/dev/null || true
     fi
     for name in slurmd slurmctld; do
         if [ -f "/run/$name.pid" ]; then
