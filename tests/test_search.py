@@ -113,3 +113,15 @@ def test_search_is_on_by_default_for_the_general_model(apoferritin, tmp_path):
     assert main([*common, "--out", str(tmp_path / "off"), "--no-diameter-search"]) == 0
     record = json.loads((tmp_path / "off" / "pixer_pick.json").read_text())
     assert record["diameter_search"] is None and record["diameter_used_A"] == pytest.approx(0.8 * d)
+
+
+def test_on_a_dask_cluster_the_search_runs_on_a_worker_and_agrees(apoferritin, tmp_path):
+    sim, d = apoferritin
+    common = ["pick", "--micrographs", str(sim / "micrographs"), "--no-progress", "--diameter", f"{0.8 * d:g}",
+              "--torch-threads", "1"]  # fmt: skip
+    assert main([*common, "--cluster", "none", "--out", str(tmp_path / "serial")]) == 0
+    assert main([*common, "--cluster", "local", "--workers", "1", "--out", str(tmp_path / "dask")]) == 0
+    a, b = (json.loads((tmp_path / k / "pixer_pick.json").read_text())["diameter_search"] for k in ("serial", "dask"))
+    assert a["factor"] == b["factor"] == 1.25
+    assert b["table"]["particles"] == pytest.approx(a["table"]["particles"], rel=1e-3)
+    assert (tmp_path / "dask" / "picks.csv").read_text() == (tmp_path / "serial" / "picks.csv").read_text()

@@ -78,6 +78,36 @@ def test_pick_runs_in_slurm_jobs_and_cleans_up(data):
     assert not _our_jobs(), _our_jobs()
 
 
+def test_diameter_search_runs_in_a_slurm_job(data, tmp_path):
+    """A model that stores an empty-micrograph background searches the diameter by default; with
+    --cluster slurm that search is a task on a worker job, not work on the submitting host."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from pixer.pick.threshold import NULL_GRID, null_density
+
+    assert not _our_jobs(), "pixer jobs already queued"
+    model = tmp_path / "model"
+    shutil.copytree(data["model"], model)
+    config = json.loads((model / "config.json").read_text())
+    config["pick_threshold"]["null"] = {"grid": list(NULL_GRID), "density": null_density(np.full(50, 0.02), 1000.0)}
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "search"
+    argv = pick_argv(data["mics"], model, out, "--cluster", "slurm", "--cores", "1", "--memory", "2GB",
+                     "--walltime", "00:10:00", "--max-jobs", "1", "--diameter-search", "0.9", "1.1",
+                     "--search-micrographs", "2", "--startup-timeout", "120")  # fmt: skip
+    assert main(argv) == 0
+    search = json.loads((out / "pixer_pick.json").read_text())["diameter_search"]
+    assert search["micrographs"] == 2 and search["table"]["factor"] == [0.9, 1.0, 1.1]
+    assert str(search["slurm_job_id"]).isdigit(), search
+    t0 = time.monotonic()
+    while _our_jobs() and time.monotonic() - t0 < 60:
+        time.sleep(1)
+    assert not _our_jobs(), _our_jobs()
+
+
 def test_memory_above_the_node_is_a_clear_error(data, capsys):
     too_much = f"{2 * _node_memory_mb() // 1024 + 1}GB"
     argv = pick_argv(data["mics"], data["model"], data["root"] / "too_much", "--cluster", "slurm",

@@ -207,25 +207,37 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
     return float(args.threshold), "fixed: --threshold"
 
 
-def _search_diameter(args, paths: list[Path], params: PickParams, device: str) -> tuple[PickParams, dict]:
-    """``--diameter-search``: the parameters to run with and what the search found (printed too)."""
+def _search_diameter(args, paths: list[Path], params: PickParams, device: str, client=None) -> tuple[PickParams, dict]:
+    """``--diameter-search``: the parameters to run with and what the search found (printed too).
+
+    With a Dask client the search runs as one task on a worker (on SLURM: in a worker job, next to
+    its GPU, not on the submitting host); without, in this process.
+    """
     from dataclasses import replace
 
-    from pixer.pick.batch import cached_model
-    from pixer.pick.search import DEFAULT_FACTORS, search_diameter
+    from pixer.pick.batch import cached_model, worker_info
+    from pixer.pick.search import DEFAULT_FACTORS, search_diameter, search_task
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
-    model, config = cached_model(args.model, device)
-    factor, table = search_diameter(paths, model, config, params, args.diameter_search or DEFAULT_FACTORS,
-                                    apix=args.apix, device=device, sample=args.search_micrographs,
-                                    progress=not args.no_progress)  # fmt: skip
+    factors = args.diameter_search or DEFAULT_FACTORS
+    if client is not None:
+        print(f"diameter search: {len(factors)} diameters on {min(len(paths), args.search_micrographs)} "
+              "micrograph(s), on a worker ...", flush=True)
+        future = client.submit(search_task, str(Path(args.model).resolve()), device, [str(p) for p in paths], params,
+                               list(factors), args.apix, args.search_micrographs, pure=False)  # fmt: skip
+        factor, table, where = future.result()
+    else:
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        model, config = cached_model(args.model, device)
+        factor, table = search_diameter(paths, model, config, params, factors, apix=args.apix, device=device,
+                                        sample=args.search_micrographs, progress=not args.no_progress)  # fmt: skip
+        where = worker_info()
     n = min(len(paths), args.search_micrographs)
     print(f"diameter search on {n} micrograph(s): estimated particles per micrograph "
           + ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}" for r in table.itertuples())
           + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)
     record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
-              "table": table.round(4).to_dict(orient="list")}  # fmt: skip
+              "table": table.round(4).to_dict(orient="list"), **where}  # fmt: skip
     return replace(params, diameter_A=args.diameter * factor), record
 
 
@@ -250,10 +262,11 @@ def main(args: argparse.Namespace) -> int:
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
     search = None
     has_background = bool((config.get("pick_threshold") or {}).get("null"))
-    if args.diameter_search is not None or (has_background and not args.no_diameter_search):
-        params, search = _search_diameter(args, paths, params, device)
-    task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
-                    classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
+    searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
+    if searching and not has_background:  # fail before any cluster starts
+        from pixer.pick.search import NO_BACKGROUND
+
+        raise PixerError(f"{args.model}: {NO_BACKGROUND}")
     names = [str(p) for p in paths]
     stale = remove_stale_temps(out)
     if stale:
@@ -262,6 +275,10 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
     with open_client(args.cluster, **_cluster_options(args, device)) as client:
+        if searching:
+            params, search = _search_diameter(args, paths, params, device, client)
+        task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
+                        classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
         rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
                                on_error=failed_row, progress=not args.no_progress,
                                postfix=lambda done: {"failed": sum(r["status"] == "failed" for r in done)})

@@ -36,6 +36,9 @@ DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
 SEARCH_MARGIN = 0.05
 #: Micrographs sampled (evenly over the run) by default.
 DEFAULT_SAMPLE = 8
+#: Why a model cannot be searched with.
+NO_BACKGROUND = ("--diameter-search needs a model that stores its empty-micrograph background (the general "
+                 "model does; `pixer train` stores one when validation micrographs without particles are given)")
 
 
 def sample_evenly(items: Sequence, k: int) -> list:
@@ -111,9 +114,7 @@ def search_diameter(
     """
     null = (config.get("pick_threshold") or {}).get("null")
     if not null:
-        raise PixerError("--diameter-search needs a model that stores its empty-micrograph background "
-                         "(the general model does; `pixer train` stores one when validation micrographs "
-                         "without particles are given)")  # fmt: skip
+        raise PixerError(NO_BACKGROUND)
     factors = sorted({round(float(f), 6) for f in factors} | {1.0})
     if any(f <= 0 for f in factors):
         raise PixerError(f"--diameter-search: factors must be > 0, got {factors}")
@@ -151,3 +152,16 @@ def search_diameter(
         "chosen": [f == factor for f in factors],
     })  # fmt: skip
     return factor, table
+
+
+def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickParams,
+                factors: Sequence[float], apix: float | None, sample: int) -> tuple[float, pd.DataFrame, dict]:
+    """:func:`search_diameter` with the model loaded where it runs (a Dask worker: on a cluster the
+    search runs on the workers, next to the GPUs, not on the submitting host), and where that was
+    (:func:`pixer.pick.batch.worker_info`)."""
+    from pixer.pick.batch import cached_model, worker_info
+
+    model, config = cached_model(model_dir, device)
+    factor, table = search_diameter(paths, model, config, params, factors, apix=apix, device=device, sample=sample,
+                                    progress=False)  # fmt: skip
+    return factor, table, worker_info()
