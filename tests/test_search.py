@@ -125,3 +125,19 @@ def test_on_a_dask_cluster_the_search_runs_on_a_worker_and_agrees(apoferritin, t
     assert a["factor"] == b["factor"] == 1.25
     assert b["table"]["particles"] == pytest.approx(a["table"]["particles"], rel=1e-3)
     assert (tmp_path / "dask" / "picks.csv").read_text() == (tmp_path / "serial" / "picks.csv").read_text()
+
+
+def test_a_rerun_reuses_the_search_unless_its_inputs_change(apoferritin, tmp_path, capsys):
+    sim, d = apoferritin
+    argv = ["pick", "--micrographs", str(sim / "micrographs"), "--no-progress", "--diameter", f"{0.8 * d:g}",
+            "--cluster", "none", "--out", str(tmp_path / "run"), "--diameter-search", "1.1", "1.25"]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "run" / "pixer_pick.json").read_text())["diameter_search"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "diameter search: reused" in out and "estimated particles" not in out
+    assert json.loads((tmp_path / "run" / "pixer_pick.json").read_text())["diameter_search"] == first
+    assert main([*argv, "--search-micrographs", "1"]) == 0  # another sample: searched again
+    out = capsys.readouterr().out
+    assert "reused" not in out and "diameter search on 1 micrograph" in out

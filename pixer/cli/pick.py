@@ -213,12 +213,28 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
     With a Dask client the search runs as one task on a worker (on SLURM: in a worker job, next to
     its GPU, not on the submitting host); without, in this process.
     """
-    from dataclasses import replace
+    import hashlib
+    from dataclasses import asdict, replace
 
     from pixer.pick.batch import cached_model, worker_info
-    from pixer.pick.search import DEFAULT_FACTORS, search_diameter, search_task
+    from pixer.pick.search import DEFAULT_FACTORS, sample_evenly, search_diameter, search_task
 
     factors = args.diameter_search or DEFAULT_FACTORS
+    # a rerun (resume, re-threshold) reuses the search the same model, micrographs and settings made
+    cache = Path(args.out) / "diameter_search.json"
+    key = {"model": hashlib.sha256((Path(args.model) / "config.json").read_bytes()).hexdigest(),
+           "params": asdict(params), "factors": sorted(set(map(float, factors)) | {1.0}), "apix": args.apix,
+           "micrographs": [str(Path(p).resolve()) for p in sample_evenly(list(paths), args.search_micrographs)]}
+    if cache.is_file():
+        try:
+            stored = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if stored.get("key") == key:
+            record = stored["record"]
+            print(f"diameter search: reused from {cache}; picking at {args.diameter * record['factor']:.1f} Å "
+                  f"(× {record['factor']:g})", flush=True)
+            return replace(params, diameter_A=args.diameter * record["factor"]), record
     if client is not None:
         print(f"diameter search: {len(factors)} diameters on {min(len(paths), args.search_micrographs)} "
               "micrograph(s), on a worker ...", flush=True)
@@ -238,6 +254,9 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
           + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)
     record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
               "table": table.round(4).to_dict(orient="list"), **where}  # fmt: skip
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        Path(tmp).write_text(json.dumps({"key": key, "record": record}, indent=1) + "\n")
     return replace(params, diameter_A=args.diameter * factor), record
 
 
