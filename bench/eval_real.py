@@ -368,17 +368,18 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
         for name, model in models.items():
             model = Path(str(model).replace("{ds}", ds))
             if "pixer" in pickers and (model / "config.json").exists():
+                from pixer.pick.search import background_of
+
                 f = best_setting(tuned, ds, pixer_key(name, edge_fraction), 1.0, among=factors) if len(factors) > 1 else 1.0
-                tag = name + (f",edge {edge_fraction:g}d" if edge_fraction > 0 else "") + (f",d×{f:g}" if f != 1 else "")
-                sub = f"pixer_{name}" + (f"_edge{edge_fraction:g}" if edge_fraction > 0 else "") + (
-                    f"_f{f:g}" if f != 1 else "")
-                runs.append((f"pixer[{tag}]", lambda m=model, sub=sub, f=f: pick_pixer(
-                    folder, work / "test" / ds / sub, m, d, edge_fraction, f)))
-                if (json.loads((model / "config.json").read_text()).get("pick_threshold") or {}).get("null"):
+                tag = name + (f",edge {edge_fraction:g}d" if edge_fraction > 0 else "")
+                sub = f"pixer_{name}" + (f"_edge{edge_fraction:g}" if edge_fraction > 0 else "")
+                runs.append((f"pixer[{tag}" + (f",d×{f:g}" if f != 1 else "") + "]",
+                             lambda m=model, s=sub + (f"_f{f:g}" if f != 1 else ""), f=f: pick_pixer(
+                                 folder, work / "test" / ds / s, m, d, edge_fraction, f)))
+                if background_of(json.loads((model / "config.json").read_text())):
                     # no tuning at all: the masks' diameter, and pixer's own diameter search
-                    tag = name + (f",edge {edge_fraction:g}d" if edge_fraction > 0 else "") + ",d search"
-                    runs.append((f"pixer[{tag}]", lambda m=model, sub=sub: pick_pixer(
-                        folder, work / "test" / ds / (sub + "_search"), m, d, edge_fraction, 1.0, search=True)))
+                    runs.append((f"pixer[{tag},d search]", lambda m=model, s=sub + "_search": pick_pixer(
+                        folder, work / "test" / ds / s, m, d, edge_fraction, 1.0, search=True)))
         if "topaz" in pickers and not topaz_available():
             s = best_setting(tuned, ds, "topaz", 2)
             runs.append((f"topaz[s={s}]", lambda s=s: pick_topaz_folder(folder, work / "test" / ds / "topaz", d, s)))

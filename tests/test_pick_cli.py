@@ -37,6 +37,18 @@ def make_pick_data(root: Path, n: int = 3, size: int = 384, seed: int = 3) -> tu
     return sim / "micrographs", model
 
 
+def with_background(model: Path, dest: Path, scores: np.ndarray, area: float = 1000.0) -> dict:
+    """Copy ``model`` to ``dest`` with an empty-micrograph background (``scores`` on ``area``
+    particle areas) in its config, as the general model stores one; returns that background."""
+    from pixer.pick.threshold import NULL_GRID, null_density
+
+    shutil.copytree(model, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config["pick_threshold"]["null"] = {"grid": list(NULL_GRID), "density": null_density(scores, area)}
+    (dest / "config.json").write_text(json.dumps(config))
+    return config["pick_threshold"]["null"]
+
+
 def pick_argv(mics: Path, model: Path, out: Path, *extra: str) -> list[str]:
     return ["pick", "--micrographs", str(mics), "--model", str(model), "--diameter", DIAMETER, "--out", str(out),
             "--no-progress", *extra]  # fmt: skip
@@ -332,15 +344,11 @@ def test_auto_threshold_weighs_candidates_against_the_models_background(data, tm
     takes the null rule's cut for this run's candidates and area (inside the edge margin,
     recorded in every part), and parts written before parts recorded their area are recomputed."""
     from pixer.pick.batch import picked_area, read_part_header
-    from pixer.pick.threshold import NULL_GRID, null_density, null_threshold
+    from pixer.pick.threshold import null_threshold
 
     model = tmp_path / "model"
-    shutil.copytree(data["model"], model)
-    config = json.loads((model / "config.json").read_text())
     # background: 0.05 candidates per particle area, all scoring 0.01-0.03
-    background = np.linspace(0.01, 0.03, 50)
-    config["pick_threshold"]["null"] = {"grid": list(NULL_GRID), "density": null_density(background, 1000.0)}
-    (model / "config.json").write_text(json.dumps(config))
+    null = with_background(data["model"], model, np.linspace(0.01, 0.03, 50))
     out = tmp_path / "run"
     shutil.copytree(data["ref"] / "parts", out / "parts")
     for part in (out / "parts").rglob("*.csv"):  # as parts were written before they recorded the area
@@ -356,7 +364,7 @@ def test_auto_threshold_weighs_candidates_against_the_models_background(data, tm
     parts = sorted((out / "parts").rglob("*.csv"))
     assert [read_part_header(p)["area"] for p in parts] == pytest.approx([area] * 3)
     candidates = pd.concat([pd.read_csv(p, comment="#") for p in parts])
-    expected = null_threshold(candidates["score"].to_numpy(), 3 * area, config["pick_threshold"]["null"])
+    expected = null_threshold(candidates["score"].to_numpy(), 3 * area, null)
     assert expected is not None
     record = json.loads((out / "pixer_pick.json").read_text())
     assert record["threshold"] == pytest.approx(expected[0]) and "background" in record["threshold_rule"]

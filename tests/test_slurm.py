@@ -13,7 +13,7 @@ import time
 
 import pandas as pd
 import pytest
-from test_pick_cli import make_pick_data, pick_argv, same_outputs
+from test_pick_cli import make_pick_data, pick_argv, same_outputs, with_background
 
 from pixer.cli.main import main
 
@@ -82,18 +82,12 @@ def test_diameter_search_runs_in_a_slurm_job(data, tmp_path):
     """A model that stores an empty-micrograph background searches the diameter by default; with
     --cluster slurm that search is a task on a worker job, not work on the submitting host."""
     import json
-    import shutil
 
     import numpy as np
 
-    from pixer.pick.threshold import NULL_GRID, null_density
-
     assert not _our_jobs(), "pixer jobs already queued"
     model = tmp_path / "model"
-    shutil.copytree(data["model"], model)
-    config = json.loads((model / "config.json").read_text())
-    config["pick_threshold"]["null"] = {"grid": list(NULL_GRID), "density": null_density(np.full(50, 0.02), 1000.0)}
-    (model / "config.json").write_text(json.dumps(config))
+    with_background(data["model"], model, np.full(50, 0.02))
     out = tmp_path / "search"
     argv = pick_argv(data["mics"], model, out, "--cluster", "slurm", "--cores", "1", "--memory", "2GB",
                      "--walltime", "00:10:00", "--max-jobs", "1", "--diameter-search", "0.9", "1.1",

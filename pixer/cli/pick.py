@@ -64,7 +64,7 @@ from pixer.errors import PixerError
 from pixer.evaluate.matching import mic_key
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
-from pixer.io.paths import atomic_path, remove_stale_temps
+from pixer.io.paths import atomic_path, remove_stale_temps, write_text_atomic
 from pixer.models.classifier import load_classifier
 from pixer.models.general import resolve_model
 from pixer.models.store import load_model
@@ -216,14 +216,13 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
     import hashlib
     from dataclasses import asdict, replace
 
-    from pixer.pick.batch import cached_model, worker_info
-    from pixer.pick.search import DEFAULT_FACTORS, sample_evenly, search_diameter, search_task
+    from pixer.pick.search import DEFAULT_FACTORS, sample_evenly, search_factors, search_task
 
     factors = args.diameter_search or DEFAULT_FACTORS
     # a rerun (resume, re-threshold) reuses the search the same model, micrographs and settings made
     cache = Path(args.out) / "diameter_search.json"
     key = {"model": hashlib.sha256((Path(args.model) / "config.json").read_bytes()).hexdigest(),
-           "params": asdict(params), "factors": sorted(set(map(float, factors)) | {1.0}), "apix": args.apix,
+           "params": asdict(params), "factors": search_factors(factors), "apix": args.apix,
            "micrographs": [str(Path(p).resolve()) for p in sample_evenly(list(paths), args.search_micrographs)]}
     if cache.is_file():
         try:
@@ -235,28 +234,23 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
             print(f"diameter search: reused from {cache}; picking at {args.diameter * record['factor']:.1f} Å "
                   f"(× {record['factor']:g})", flush=True)
             return replace(params, diameter_A=args.diameter * record["factor"]), record
+    task = (str(Path(args.model).resolve()), device, [str(p) for p in paths], params, list(factors), args.apix,
+            args.search_micrographs)
     if client is not None:
         print(f"diameter search: {len(factors)} diameters on {min(len(paths), args.search_micrographs)} "
               "micrograph(s), on a worker ...", flush=True)
-        future = client.submit(search_task, str(Path(args.model).resolve()), device, [str(p) for p in paths], params,
-                               list(factors), args.apix, args.search_micrographs, pure=False)  # fmt: skip
-        factor, table, where = future.result()
+        factor, table, where = client.submit(search_task, *task, pure=False).result()
     else:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
-        model, config = cached_model(args.model, device)
-        factor, table = search_diameter(paths, model, config, params, factors, apix=args.apix, device=device,
-                                        sample=args.search_micrographs, progress=not args.no_progress)  # fmt: skip
-        where = worker_info()
+        factor, table, where = search_task(*task, progress=not args.no_progress)
     n = min(len(paths), args.search_micrographs)
     print(f"diameter search on {n} micrograph(s): estimated particles per micrograph "
           + ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}" for r in table.itertuples())
           + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)
     record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
               "table": table.round(4).to_dict(orient="list"), **where}  # fmt: skip
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp:
-        Path(tmp).write_text(json.dumps({"key": key, "record": record}, indent=1) + "\n")
+    write_text_atomic(cache, json.dumps({"key": key, "record": record}, indent=1) + "\n")
     return replace(params, diameter_A=args.diameter * factor), record
 
 
@@ -280,11 +274,11 @@ def main(args: argparse.Namespace) -> int:
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
     search = None
-    has_background = bool((config.get("pick_threshold") or {}).get("null"))
+    from pixer.pick.search import NO_BACKGROUND, background_of
+
+    has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
     if searching and not has_background:  # fail before any cluster starts
-        from pixer.pick.search import NO_BACKGROUND
-
         raise PixerError(f"{args.model}: {NO_BACKGROUND}")
     names = [str(p) for p in paths]
     stale = remove_stale_temps(out)

@@ -109,6 +109,12 @@ def run_area(outdir: str | Path, names: Sequence[str]) -> float | None:
     return total
 
 
+def require_apix(mic, path: str | Path) -> None:
+    """A one-line error when a micrograph to pick has no pixel size (none in its header, no --apix)."""
+    if mic.apix is None:
+        raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
+
+
 def read_part(part: str | Path) -> pd.DataFrame:
     """The candidates stored in a part file (columns :data:`PART_COLUMNS`)."""
     picks = pd.read_csv(part, comment="#", dtype={"micrograph": str})
@@ -164,8 +170,7 @@ def pick_file(
     t0 = time.perf_counter()
     try:
         mic = read_micrograph(path, apix=apix)
-        if mic.apix is None:
-            raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
+        require_apix(mic, path)
         picks, _, _ = pick_image(mic.data, mic.apix, model, config, replace(params, max_picks=None), device=device,
                                  classifier=classifier)
     except PixerError as exc:

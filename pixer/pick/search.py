@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from pixer.errors import PixerError
 from pixer.io.micrographs import read_micrograph
-from pixer.pick.batch import picked_area
+from pixer.pick.batch import picked_area, require_apix
 from pixer.pick.picker import PickParams, pick_image
 from pixer.pick.threshold import null_particles
 
@@ -39,6 +39,16 @@ DEFAULT_SAMPLE = 8
 #: Why a model cannot be searched with.
 NO_BACKGROUND = ("--diameter-search needs a model that stores its empty-micrograph background (the general "
                  "model does; `pixer train` stores one when validation micrographs without particles are given)")
+
+
+def background_of(config: dict) -> dict | None:
+    """The empty-micrograph background a model stores (``pick_threshold["null"]``), or None."""
+    return (config.get("pick_threshold") or {}).get("null") or None
+
+
+def search_factors(factors: Sequence[float]) -> list[float]:
+    """The factors a search tries: sorted, without repeats, 1 always among them."""
+    return sorted({round(float(f), 6) for f in factors} | {1.0})
 
 
 def sample_evenly(items: Sequence, k: int) -> list:
@@ -112,10 +122,10 @@ def search_diameter(
     PixerError
         When the model stores no background, or no sampled micrograph can be read.
     """
-    null = (config.get("pick_threshold") or {}).get("null")
+    null = background_of(config)
     if not null:
         raise PixerError(NO_BACKGROUND)
-    factors = sorted({round(float(f), 6) for f in factors} | {1.0})
+    factors = search_factors(factors)
     if any(f <= 0 for f in factors):
         raise PixerError(f"--diameter-search: factors must be > 0, got {factors}")
     chosen_paths = sample_evenly(list(paths), max(1, int(sample)))
@@ -129,8 +139,7 @@ def search_diameter(
         except PixerError:
             bar.update(len(factors))
             continue  # the main run reports it
-        if mic.apix is None:
-            raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
+        require_apix(mic, path)
         n_read += 1
         for f in factors:
             p = replace(params, diameter_A=params.diameter_A * f, max_picks=None)
@@ -154,8 +163,8 @@ def search_diameter(
     return factor, table
 
 
-def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickParams,
-                factors: Sequence[float], apix: float | None, sample: int) -> tuple[float, pd.DataFrame, dict]:
+def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickParams, factors: Sequence[float],
+                apix: float | None, sample: int, progress: bool = False) -> tuple[float, pd.DataFrame, dict]:
     """:func:`search_diameter` with the model loaded where it runs (a Dask worker: on a cluster the
     search runs on the workers, next to the GPUs, not on the submitting host), and where that was
     (:func:`pixer.pick.batch.worker_info`)."""
@@ -163,5 +172,5 @@ def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickP
 
     model, config = cached_model(model_dir, device)
     factor, table = search_diameter(paths, model, config, params, factors, apix=apix, device=device, sample=sample,
-                                    progress=False)  # fmt: skip
+                                    progress=progress)  # fmt: skip
     return factor, table, worker_info()

@@ -132,19 +132,17 @@ def calibrate_pick_threshold(
     labelled = cand_df[~on_empty]
     f1_cut, _ = calibrated_threshold(labelled, truth_df, diameter_px)
     empty_cut, null = None, None
+    empty_scores = np.sort(cand_df.loc[on_empty, "score"].to_numpy())[::-1]
     if empty:
-        null = dict(grid=list(NULL_GRID), density=null_density(cand_df.loc[on_empty, "score"].to_numpy(), empty_area),
-                    area=round(empty_area, 3))
+        null = dict(grid=list(NULL_GRID), density=null_density(empty_scores, empty_area), area=round(empty_area, 3))
         # least cut leaving at most floor(max × n_empty) picks on the empty micrographs
-        scores = np.sort(cand_df.loc[on_empty, "score"].to_numpy())[::-1]
         keep = int(np.floor(max_picks_per_empty * len(empty)))
-        empty_cut = float(scores[keep]) if keep < len(scores) else CANDIDATE_FLOOR
+        empty_cut = float(empty_scores[keep]) if keep < len(empty_scores) else CANDIDATE_FLOOR
     value = max(f1_cut, empty_cut or 0.0)
     at = evaluate(labelled[labelled["score"] > value], truth_df, diameter_px=diameter_px)
     return dict(value=round(float(value), 6), f1=float(at["f1"]), precision=float(at["precision"]),
                 recall=float(at["recall"]), f1_cut=round(float(f1_cut), 6),
                 empty_cut=None if empty_cut is None else round(empty_cut, 6),
-                picks_per_empty=(float((cand_df.loc[on_empty, "score"] > value).sum() / len(empty)) if empty
-                                 else None), null=null,
+                picks_per_empty=float((empty_scores > value).sum() / len(empty)) if empty else None, null=null,
                 n_micrographs=len(samples), n_empty=len(empty), n_true=int(len(truth_df)),
                 n_candidates=int(len(cand_df)))
