@@ -70,6 +70,8 @@ PARTICLE_PX = 24.0
 LABEL_FRACTION = 0.6
 DEMOS = ("apoferritin", "small", "ribosome")
 EXTRA = ("globule", "rod", "ring")
+#: SNR range (dB) the subsets draw from, uniformly (``--snr-range``).
+SNR_RANGE_DB = (-20.0, -3.0)
 BINNED_PX = 320  # edge of a training micrograph after binning (px)
 #: Rough particle diameters (Å) used to plan pixel sizes and packing (the simulator measures the real ones).
 NOMINAL_DIAMETER_A = {"apoferritin": 125.0, "small": 62.0, "ribosome": 255.0, "globule": 46.0, "rod": 165.0,
@@ -123,15 +125,17 @@ def _draw_defocus(rng: np.random.Generator) -> tuple[int, int]:
 
 
 def _subset(rng: np.random.Generator, name: str, kind: str, apix: float, size: int, defocus: tuple[int, int],
-            seed: int, particles: int, interference, n: int = 2, **extra) -> dict:
-    """One subset's simulate_dataset arguments (draws SNR, then amplitude contrast)."""
-    snr = round(float(rng.uniform(-20, -3)), 2)
+            seed: int, particles: int, interference, n: int = 2, snr_range: tuple[float, float] = SNR_RANGE_DB,
+            **extra) -> dict:
+    """One subset's simulate_dataset arguments (draws SNR uniformly in ``snr_range`` dB, then amplitude contrast)."""
+    snr = round(float(rng.uniform(*snr_range)), 2)
     return dict(name=name, kind=kind, n=n, size=size, apix=round(apix, 3), snr_db=snr, seed=seed,
                 particles=particles, defocus_range=defocus, amp_contrast=round(float(rng.uniform(0.07, 0.15)), 3),
                 interference=interference, **extra)
 
 
-def plan(scale: float, seed: int = 20260) -> list[dict]:
+def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_RANGE_DB,
+         empties: float = 1.0) -> list[dict]:
     """The training subsets: one dict of simulate_dataset arguments + augmentation per subset."""
     rng = np.random.default_rng(seed)
     kinds = DEMOS * 3 + EXTRA * 2  # demos weighted a little more
@@ -149,11 +153,12 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
         else:
             interference = dict(carbon=float(rng.uniform(0, 0.7)), ice_gradient=1.0,
                                 contaminants=float(rng.uniform(0, 2.5)), aggregates=float(rng.uniform(0, 3)))
-        subsets.append(_subset(rng, f"s{i:03d}_{kind}", kind, apix, size, defocus, 1000 + i, ppm, interference))
+        subsets.append(_subset(rng, f"s{i:03d}_{kind}", kind, apix, size, defocus, 1000 + i, ppm, interference,
+                               snr_range=snr_range))
     # Crowded grids (EMPIAR-10059/10947 cover ~60 % of the area with touching particles) and empty
     # micrographs full of junk (negatives): a separate stream, so the subsets above stay as they were.
     rng2 = np.random.default_rng(seed + 1)
-    n_dense, n_empty = max(2, int(round(8 * scale))), max(1, int(round(4 * scale)))
+    n_dense, n_empty = max(2, int(round(8 * scale))), max(1, int(round(4 * scale * empties)))
     for i in range(n_dense + n_empty):
         dense = i < n_dense
         kind = kinds[i % len(kinds)]
@@ -168,11 +173,12 @@ def plan(scale: float, seed: int = 20260) -> list[dict]:
                         dict(carbon=float(rng2.uniform(0.3, 1.0)), ice_gradient=1.0,
                              contaminants=float(rng2.uniform(1, 4)), aggregates=float(rng2.uniform(1, 4))))
         subsets.append(_subset(rng2, f"{'d' if dense else 'e'}{i:03d}_{kind}", kind, apix, size, defocus, 5000 + i,
-                               ppm, interference, min_distance_fraction=round(spacing, 3) if dense else None))
+                               ppm, interference, snr_range=snr_range,
+                               min_distance_fraction=round(spacing, 3) if dense else None))
     return subsets
 
 
-def plan_calibration(n: int = 8, seed: int = 90210) -> list[dict]:
+def plan_calibration(n: int = 8, seed: int = 90210, snr_range: tuple[float, float] = SNR_RANGE_DB) -> list[dict]:
     """Fresh empty micrographs (never trained on) with heavy junk, for the pick threshold."""
     rng = np.random.default_rng(seed)
     kinds = DEMOS + EXTRA
@@ -183,7 +189,8 @@ def plan_calibration(n: int = 8, seed: int = 90210) -> list[dict]:
         defocus = _draw_defocus(rng)
         interference = dict(carbon=float(rng.uniform(0.2, 1.0)), ice_gradient=1.0,
                             contaminants=float(rng.uniform(0.5, 4)), aggregates=float(rng.uniform(0.5, 4)))
-        subsets.append(_subset(rng, f"c{i:03d}_{kind}", kind, apix, size, defocus, 9000 + i, 0, interference, n=1))
+        subsets.append(_subset(rng, f"c{i:03d}_{kind}", kind, apix, size, defocus, 9000 + i, 0, interference, n=1,
+                               snr_range=snr_range))
     return subsets
 
 
@@ -331,6 +338,12 @@ def main(argv=None) -> int:
     p.add_argument("--size-jitter", type=float, nargs=2, default=[1.0, 1.0], metavar=("LO", "HI"),
                    help="particle size after binning: PARTICLE_PX x a log-uniform draw in [LO, HI] per "
                         "micrograph (default 1 1: exactly PARTICLE_PX)")
+    p.add_argument("--snr-range", type=float, nargs=2, default=list(SNR_RANGE_DB), metavar=("LO", "HI"),
+                   help="SNR range (dB) of the training subsets, drawn uniformly (default -20 -3)")
+    p.add_argument("--empties", type=float, default=1.0,
+                   help="factor on the number of empty (junk-only) subsets, 4 x scale by default")
+    p.add_argument("--max-picks-per-empty", type=float, default=1.0,
+                   help="the own threshold leaves at most this many picks per empty calibration micrograph")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="simulation processes (default: one per CPU core; 1: serial)")
     p.add_argument("--install", action="store_true", help="copy the model into pixer/models/weights/general/")
@@ -345,7 +358,8 @@ def main(argv=None) -> int:
         return 0
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     t0 = time.perf_counter()
-    subsets = plan(args.scale)
+    snr_range = tuple(args.snr_range)
+    subsets = plan(args.scale, snr_range=snr_range, empties=args.empties)
     (work / "mix.json").write_text(json.dumps(subsets, indent=1) + "\n")
     simulate_all(work, subsets, args.jobs)
     t_sim = time.perf_counter() - t0
@@ -358,12 +372,12 @@ def main(argv=None) -> int:
         tile=args.tile, batch_size=args.batch_size, steps=args.steps, lr=args.lr, width=args.width, n_branches=4,
         seed=args.seed, device=device, apix=None, diameter_A=(min(diams), max(diams)), particle_px=PARTICLE_PX,
         eval_every=max(1, min(100, args.steps // 10)), stride=args.tile // 2, val_fraction=0.1, val_tiles=64,
-        checkpoint_every=100,
+        checkpoint_every=100, max_picks_per_empty=args.max_picks_per_empty,
     )
     # The pick threshold (config.json["pick_threshold"], written by train_segmentation): F1-optimal on
     # the held-out validation micrographs, raised until fresh empty micrographs full of junk (never
     # trained on) keep at most one pick each (pixer.train.calibrate).
-    calib_subsets = plan_calibration()
+    calib_subsets = plan_calibration(snr_range=snr_range)
     simulate_all(work, calib_subsets, args.jobs)
     empties, _ = build_samples(work, calib_subsets, tuple(args.size_jitter))
     model_dir = work / "model"
@@ -374,7 +388,7 @@ def main(argv=None) -> int:
     cfg["general"] = dict(
         recipe="python bench/train_general.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         n_subsets=len(subsets), n_micrographs=len(samples), kinds=sorted({s["kind"] for s in subsets}),
-        snr_db=[-20, -3], size_jitter=list(args.size_jitter), seconds_simulate=round(t_sim),
+        snr_db=list(snr_range), size_jitter=list(args.size_jitter), seconds_simulate=round(t_sim),
         seconds_prepare=round(t_prep), device=device,
         cpu_threads=torch.get_num_threads(),
     )

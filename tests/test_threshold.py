@@ -14,6 +14,7 @@ from pixer.pick.threshold import (
     NULL_GRID,
     auto_threshold,
     null_density,
+    null_overdispersion,
     null_threshold,
     otsu_threshold,
 )
@@ -133,6 +134,8 @@ def test_empty_validation_micrographs_raise_the_cut_until_they_stay_clean():
     assert density[0] * null["area"] == pytest.approx(10, abs=0.01)  # the 5 junk peaks of each
     assert np.all(np.diff(density) <= 0) and density[np.asarray(NULL_GRID) >= 0.7].max() == 0.0
     assert density[np.asarray(NULL_GRID) <= 0.2].min() == pytest.approx(density[0])  # all junk peaks are higher
+    # ... with their spread between micrographs: 5 junk peaks on each, so no more than Poisson
+    assert len(null["kappa"]) == len(NULL_GRID) and null["kappa"][0] == 0.0
 
 
 def logit_scores(rng, n, mean, sd):
@@ -194,3 +197,39 @@ def test_null_rule_follows_faint_particles_down_and_leaves_empty_runs_alone(seed
     # ... also when the empty run is noisier than the null (tail twice as dense above 0.01)
     noisier = np.concatenate([empty_run, logit_scores(rng, 40, -2.5, 0.7)])
     assert null_threshold(noisier, 400.0, null) is None
+
+
+def test_overdispersion_is_zero_for_poisson_counts_and_measures_clumpy_junk():
+    """Empty micrographs whose background counts are Poisson with one mean give κ ≈ 0; when
+    the junk's amount changes between micrographs (means 0.2 and 1.8 × the average, as with and
+    without a carbon edge), κ ≈ 0.64, the squared relative spread of those means."""
+    rng = np.random.default_rng(5)
+    areas = [200.0] * 400
+    even = [np.full(rng.poisson(0.2 * a), 0.5) for a in areas]
+    kappa = np.asarray(null_overdispersion(even, areas))
+    assert len(kappa) == len(NULL_GRID)
+    grid = np.asarray(NULL_GRID)
+    assert abs(kappa[grid < 0.5].mean()) < 0.05 and np.all(kappa[grid >= 0.5] == 0.0)  # nothing above 0.5
+    clumpy = [np.full(rng.poisson((0.2 * 0.2 if k % 2 else 1.8 * 0.2) * a), 0.5) for k, a in enumerate(areas)]
+    assert np.asarray(null_overdispersion(clumpy, areas))[grid < 0.5].mean() == pytest.approx(0.64, abs=0.08)
+    assert null_overdispersion(clumpy[:1], areas[:1]) == [0.0] * len(NULL_GRID)  # one micrograph: no spread
+    with pytest.raises(ValueError):
+        null_overdispersion(even, areas[:-1])
+
+
+def test_a_clumpy_background_needs_a_larger_excess_on_few_micrographs():
+    """Background 0.02 per particle area up to 0.8 on average, but clumpy (κ = 4: micrographs'
+    junk varies by twice its mean). Three empty micrographs of 100 particle areas that hold 4 ×
+    the average junk (24 picks where 6 are expected) pass a Poisson test (excess 18 ≥ 4 √7) but
+    not one that knows the spread (σ² = 7 + 4 · 36 / 3); 200 true particles on the same run
+    pass both."""
+    null = {"grid": list(NULL_GRID), "density": [0.02 if t < 0.8 else 0.0 for t in NULL_GRID]}
+    junk = np.full(24, 0.6)
+    assert null_threshold(junk, 300.0, null, micrographs=3) is not None  # no kappa stored: Poisson only
+    clumpy = {**null, "kappa": [4.0] * len(NULL_GRID)}
+    assert null_threshold(junk, 300.0, clumpy) is not None  # micrographs unknown: Poisson only
+    assert null_threshold(junk, 300.0, clumpy, micrographs=3) is None
+    assert null_threshold(junk, 300.0, clumpy, micrographs=300) is not None  # spread averages out
+    particles = np.concatenate([junk, np.full(200, 0.9)])
+    found = null_threshold(particles, 300.0, clumpy, micrographs=3)
+    assert found is not None and found == null_threshold(particles, 300.0, null, micrographs=3)

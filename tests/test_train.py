@@ -65,6 +65,13 @@ def test_calibration_negatives_join_the_held_out_micrographs_for_the_pick_thresh
     own = load_model(tmp_path)[1]["pick_threshold"]
     assert own["n_empty"] == 3 and own["n_micrographs"] == m["n_val"] + 3
     assert own["picks_per_empty"] <= 1.0 and own["value"] >= own["f1_cut"]
+    assert len(own["null"]["kappa"]) == len(own["null"]["density"])  # the background's spread is stored
+    # a stricter bound on empty micrographs only recalibrates: a resumed run may change it
+    train_segmentation(samples, tmp_path, config(steps=60, particle_px=12.0, val_fraction=0.5, max_picks_per_empty=0.0),
+                       progress=False, resume=True, calibration_negatives=negatives)
+    strict = load_model(tmp_path)[1]["pick_threshold"]
+    assert strict["picks_per_empty"] == 0.0 and strict["value"] >= own["value"]
+    assert strict["null"] == own["null"]  # same network, same background
 
 
 def test_shuffled_labels_do_not_learn(tmp_path):

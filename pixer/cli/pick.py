@@ -70,6 +70,7 @@ from pixer.models.general import resolve_model
 from pixer.models.store import load_model
 from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, write_outputs
 from pixer.pick.picker import PickParams
+from pixer.pick.search import NO_BACKGROUND, background_of
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
 CLUSTER_KINDS = ("local", "slurm", "none")
@@ -194,8 +195,9 @@ def _cluster_options(args: argparse.Namespace, device: str) -> dict:
 
 
 def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float,
-                      model_config: dict, area: float | None = None) -> tuple[float, str]:
-    """The threshold of this run and how it was chosen (``area``: the run's, in particle areas)."""
+                      model_config: dict, area: float | None = None, micrographs: int | None = None) -> tuple[float, str]:
+    """The threshold of this run and how it was chosen (``area``: the run's, in particle areas, over
+    ``micrographs`` micrographs)."""
     if truth is not None:
         keys = {mic_key(m) for m in truth["micrograph"].astype(str)}
         labelled = candidates[[mic_key(m) in keys for m in candidates["micrograph"]]]
@@ -203,7 +205,8 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
             raise PixerError(f"{args.calibrate_with[0]}: no labelled micrograph among the picked ones")
         return calibrated_threshold(labelled, truth, args.diameter / apix)
     if args.threshold == "auto":
-        return auto_threshold(candidates["score"].to_numpy(), model_config.get("pick_threshold"), area)
+        return auto_threshold(candidates["score"].to_numpy(), model_config.get("pick_threshold"), area,
+                              micrographs=micrographs)
     return float(args.threshold), "fixed: --threshold"
 
 
@@ -274,8 +277,6 @@ def main(args: argparse.Namespace) -> int:
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
     search = None
-    from pixer.pick.search import NO_BACKGROUND, background_of
-
     has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
     if searching and not has_background:  # fail before any cluster starts
@@ -304,7 +305,8 @@ def main(args: argparse.Namespace) -> int:
         raise PixerError(f"{args.micrographs[0]}: every micrograph failed, first error: {failed['error'].iloc[0]}")
     apix = args.apix or float(done["apix"].dropna().median())
     candidates = gather_parts(out, list(done["micrograph"]))
-    threshold, rule = _choose_threshold(args, candidates, truth, apix, config, run_area(out, list(done["micrograph"])))
+    threshold, rule = _choose_threshold(args, candidates, truth, apix, config, run_area(out, list(done["micrograph"])),
+                                        micrographs=len(done))
     picks = apply_threshold(candidates, threshold, args.max_picks)
     counts = picks["micrograph"].value_counts()
     summary.insert(2, "n_picks", [int(counts.get(m, 0)) for m in summary["micrograph"]])

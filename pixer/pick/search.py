@@ -150,7 +150,8 @@ def search_diameter(
     bar.close()
     if not n_read:
         raise PixerError(f"{chosen_paths[0]}: --diameter-search could not read any sampled micrograph")
-    found = {f: null_particles(np.concatenate(scores[f]) if scores[f] else np.zeros(0), area[f], null)
+    found = {f: null_particles(np.concatenate(scores[f]) if scores[f] else np.zeros(0), area[f], null,
+                               micrographs=n_read)
              for f in factors}  # fmt: skip
     factor = choose_factor(factors, [found[f] for f in factors])
     table = pd.DataFrame({

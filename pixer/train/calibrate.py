@@ -17,6 +17,9 @@ micrographs with picks is worse than one that misses a few weak particles. Their
 candidates are also kept as the model's background density (``null``: candidates per
 particle area above each score), against which ``--threshold auto`` estimates how many
 of a run's picks are background (:func:`pixer.pick.threshold.null_threshold`).
+Since junk is clumpy and its amount changes between micrographs, the background also stores
+how much more than Poisson counts its density varies between the empty micrographs
+(``kappa``: :func:`pixer.pick.threshold.null_overdispersion`).
 
 Truth centres are the centroids of the connected components of each label
 (discs from coordinates, or the masks of ``pixer labels``); units are pixels
@@ -98,18 +101,25 @@ def calibrate_pick_threshold(
         ``f1_cut`` (the F1-optimal cut), ``empty_cut`` (the least cut meeting
         ``max_picks_per_empty``, or None without empty samples),
         ``picks_per_empty`` at ``value``, ``null`` (with empty samples:
-        ``grid``, ``density`` from :func:`pixer.pick.threshold.null_density`
-        and ``area``, their area in particle areas; else None),
+        ``grid``, ``density`` from :func:`pixer.pick.threshold.null_density`,
+        ``area``, their area in particle areas, and ``kappa``, their spread between
+        micrographs from :func:`pixer.pick.threshold.null_overdispersion`; else None),
         ``n_micrographs``, ``n_empty``, ``n_true``, ``n_candidates``; None when the labelled samples hold fewer
         than :data:`MIN_CALIBRATION_PARTICLES` particles.
     """
     from pixer.evaluate.metrics import evaluate
     from pixer.pick.localmax import grid_local_maxima
     from pixer.pick.picker import probability_map
-    from pixer.pick.threshold import CANDIDATE_FLOOR, NULL_GRID, calibrated_threshold, null_density
+    from pixer.pick.threshold import (
+        CANDIDATE_FLOOR,
+        NULL_GRID,
+        calibrated_threshold,
+        null_density,
+        null_overdispersion,
+    )
 
     cands, truth, empty = [], [], []
-    empty_area = 0.0  # particle areas
+    empty_areas = []  # particle areas
     was_training = model.training
     model.eval()
     try:
@@ -117,7 +127,7 @@ def calibrate_pick_threshold(
             centres = label_centres(label)
             if not len(centres):
                 empty.append(str(i))
-                empty_area += float(np.asarray(image).size) / float(diameter_px) ** 2
+                empty_areas.append(float(np.asarray(image).size) / float(diameter_px) ** 2)
             truth.append(pd.DataFrame({"micrograph": str(i), "x": centres[:, 0], "y": centres[:, 1]}))
             prob = probability_map(np.asarray(image, np.float32), model, tile, stride, device=device)
             xy, scores = grid_local_maxima(prob, diameter_px, min_score=CANDIDATE_FLOOR)
@@ -134,7 +144,9 @@ def calibrate_pick_threshold(
     empty_cut, null = None, None
     empty_scores = np.sort(cand_df.loc[on_empty, "score"].to_numpy())[::-1]
     if empty:
-        null = dict(grid=list(NULL_GRID), density=null_density(empty_scores, empty_area), area=round(empty_area, 3))
+        per_empty = [cand_df.loc[cand_df["micrograph"] == i, "score"].to_numpy() for i in empty]
+        null = dict(grid=list(NULL_GRID), density=null_density(empty_scores, sum(empty_areas)),
+                    area=round(sum(empty_areas), 3), kappa=null_overdispersion(per_empty, empty_areas))
         # least cut leaving at most floor(max × n_empty) picks on the empty micrographs
         keep = int(np.floor(max_picks_per_empty * len(empty)))
         empty_cut = float(empty_scores[keep]) if keep < len(empty_scores) else CANDIDATE_FLOOR

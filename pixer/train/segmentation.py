@@ -128,6 +128,10 @@ class TrainConfig:
     particle_px : float or None
         Particle diameter in pixels at the training pixel size (recorded:
         ``pixer pick`` bins micrographs so particles appear this size).
+    max_picks_per_empty : float
+        The model's own pick threshold is raised until held-out micrographs
+        without particles keep at most this many picks each
+        (:func:`pixer.train.calibrate.calibrate_pick_threshold`).
     """
 
     tile: int = 256
@@ -157,10 +161,13 @@ class TrainConfig:
     amp: bool | None = None
     init_trunk: str | None = None
     init_from: str | None = None
+    max_picks_per_empty: float = 1.0
 
 
-#: settings a resumed run may change (they do not change what is computed, or only its rounding)
-RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk", "init_from")
+#: settings a resumed run may change (they do not change what is computed, or only its rounding;
+#: ``max_picks_per_empty`` only the calibration after training)
+RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_trunk", "init_from",
+                     "max_picks_per_empty")
 
 
 def make_loss(pos_weight: float = 1.0, dice_weight: float = 0.0) -> Callable:
@@ -407,7 +414,7 @@ def _train(samples: Sequence[Sample], out_dir: Path, config: TrainConfig, env: D
     if metrics["val_held_out"] and config.particle_px:
         # the score cut `pixer pick --threshold auto` uses with this model (see pixer.train.calibrate)
         calib = calibrate_pick_threshold(inner, [samples[i] for i in val_idx] + negatives, float(config.particle_px),
-                                         device=device)  # fmt: skip
+                                         device=device, max_picks_per_empty=config.max_picks_per_empty)  # fmt: skip
         if calib is not None:
             meta["pick_threshold"] = calib
             log_rank(env, "pixer train", f"pick threshold {calib['value']:.3f} (F1 {calib['f1']:.3f} on "
