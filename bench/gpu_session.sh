@@ -4,7 +4,7 @@
 #   1. tests/test_gpu.py: CUDA against the CPU (picking, bf16 training, resume, labels, pick --device auto)
 #   2. bench/gpu_pick.sh: 4096² micrographs through `pixer pick --device cuda` with the shipped general
 #      model, and a CPU baseline (all cores) on the same machine
-#   3. bench/train_general.py: the shipped general model's recipe (--scale 3 --steps 8000) on the GPU;
+#   3. bench/train_general.py: the shipped general model's recipe (docs/general_model.md) on the GPU;
 #      model.pt, config.json and train_log.csv come back in $OUT/general_gpu/
 #   4. bench/gpu_labels.sh: label synthesis on the GPU against the CPU
 #
@@ -12,10 +12,12 @@
 #   OUT=/tmp/gpu_out bash bench/gpu_session.sh
 # Python packages missing there can be wheels in .whl/ (installed into /tmp/site first).
 # Caps (seconds): T_TEST [170], T_PICK [170], T_GENERAL [330], T_LABELS [90]; N_PICK [48] micrographs of
-# SIZE [4096]² px; GENERAL ["--scale 3 --steps 8000"]; DEVICE [cuda].
+# SIZE [4096]² px; GENERAL [the shipped recipe: "--scale 3 --steps 8000 --snr-range -26 -3 --empties 3
+# --max-picks-per-empty 0.5"]; DEVICE [cuda].
 # CPU dry run: DEVICE=cpu N_PICK=3 SIZE=1024 GENERAL="--scale 0.1 --steps 20" bash bench/gpu_session.sh
 set -uo pipefail
-DEVICE=${DEVICE:-cuda}; SIZE=${SIZE:-4096}; N_PICK=${N_PICK:-48}; GENERAL=${GENERAL:---scale 3 --steps 8000}
+DEVICE=${DEVICE:-cuda}; SIZE=${SIZE:-4096}; N_PICK=${N_PICK:-48}
+GENERAL=${GENERAL:---scale 3 --steps 8000 --snr-range -26 -3 --empties 3 --max-picks-per-empty 0.5}
 OUT=${OUT:-/tmp/pixer_gpu_session}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"

@@ -168,6 +168,29 @@ def test_recipe_size_jitter_bins_each_micrograph_to_its_drawn_particle_size(tmp_
     assert 0.7 <= r1["jitter"] <= 1.3
 
 
+def test_recipe_snr_range_and_empties_change_only_what_they_name(monkeypatch):
+    """--snr-range LO HI draws every subset's SNR there (the rest of the mix as before);
+    --empties F adds junk-only subsets after the others, which stay as they were."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    recipe = importlib.import_module("train_general")
+    base = recipe.plan(1.0)
+    low = recipe.plan(1.0, snr_range=(-26.0, -3.0))
+    more = recipe.plan(1.0, snr_range=(-26.0, -3.0), empties=3.0)
+    strip = lambda s: {k: v for k, v in s.items() if k != "snr_db"}  # noqa: E731
+    assert [strip(s) for s in low] == [strip(s) for s in base]
+    assert all(-20 <= s["snr_db"] <= -3 for s in base) and all(-26 <= s["snr_db"] <= -3 for s in low)
+    assert min(s["snr_db"] for s in low) < -20
+    empty = [s for s in more if s["particles"] == 0]
+    assert len(empty) == 3 * sum(s["particles"] == 0 for s in low) == 12
+    assert more[: len(low)] == low and all(s["particles"] == 0 for s in more[len(low):])
+    assert all(-26 <= s["snr_db"] <= -3 for s in recipe.plan_calibration(snr_range=(-26.0, -3.0)))
+    # the shipped model records the recipe it was made with
+    recipe_line = json.loads((general_model_dir() / "config.json").read_text())["general"]["recipe"]
+    assert "--snr-range -26 -3" in recipe_line and "--empties 3" in recipe_line
+
+
 def _f1(picks: Path, sim: Path, diameter: float, tmp: Path) -> float:
     assert main(["evaluate", "--picks", str(picks), "--truth", str(sim / "particles.star"),
                  "--diameter", f"{diameter:g}", "--out", str(tmp)]) == 0  # fmt: skip

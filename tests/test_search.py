@@ -24,6 +24,10 @@ def test_the_factor_that_finds_most_particles_wins_by_a_margin():
     assert choose_factor(f, [0, 0, 0, 0, 0, 0]) == 1.0  # nothing above the background anywhere
     assert choose_factor(f, [10, 50, 10, 10, 50, 10]) == 0.9  # a tie goes to the factor nearest 1
     assert choose_factor([1.0], [3.0]) == 1.0
+    # small protein at -15 dB told 0.8 x its diameter: x 0.8 (parts of particles) and x 1.25 (the
+    # true size) are as far from 1 and both within 5 % of the most: the one finding more wins
+    assert choose_factor(f, [159.0, 148.2, 152.3, 157.1, 165.8, 166.5]) == 1.25
+    assert choose_factor(f, [165.8, 148.2, 152.3, 157.1, 159.0, 166.5]) == 0.8
 
 
 def test_sample_evenly_spans_the_run():

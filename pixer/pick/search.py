@@ -63,7 +63,8 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
     """The factor nearest 1 among those within ``margin`` of the most particles found.
 
     So the nominal diameter stays unless another factor finds ``margin`` more
-    particles, and near-ties between other factors (noise) go to the smaller change.
+    particles, and near-ties between other factors (noise) go to the smaller change;
+    two factors equally far from 1 (0.8 and 1.25) go to the one that finds more.
 
     Parameters
     ----------
@@ -78,8 +79,9 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
         The chosen factor.
     """
     top = max(found)
-    near = [f for f, n in zip(factors, found, strict=True) if n * (1.0 + margin) >= top]
-    return float(min(near, key=lambda f: abs(np.log(f))))
+    near = [(f, n) for f, n in zip(factors, found, strict=True) if n * (1.0 + margin) >= top]
+    # as near to 1 as each other (0.8 and 1.25): the one finding more
+    return float(min(near, key=lambda fn: (round(abs(float(np.log(fn[0]))), 9), -fn[1]))[0])
 
 
 def search_diameter(
