@@ -31,19 +31,27 @@ from scipy.ndimage import uniform_filter
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pixer.evaluate.matching import match_picks, mic_key  # noqa: E402
-from pixer.evaluate.plots import plot_picks  # noqa: E402
-from pixer.io.micrographs import read_micrograph  # noqa: E402
+from pixer.evaluate.matching import match_picks, mic_key
+from pixer.evaluate.plots import plot_picks
+from pixer.io.micrographs import read_micrograph
 
 
 def disc_contrast(image: np.ndarray, diameter_px: float) -> np.ndarray:
     """Annulus-minus-disc contrast map, ``(h, w)``, of the standardised ``(h, w)`` image (box filters)."""
     img = (image - image.mean()) / (image.std() + 1e-12)
-    k1 = max(int(round(diameter_px / 2)), 1)
-    k2 = max(int(round(2.2 * diameter_px / 2)), k1 + 2)
+    k1 = max(round(diameter_px / 2), 1)
+    k2 = max(round(2.2 * diameter_px / 2), k1 + 2)
     inner = uniform_filter(img, k1)
     outer = uniform_filter(img, k2)
     return (outer * k2**2 - inner * k1**2) / (k2**2 - k1**2) - inner
+
+
+def contrast_at(stat: np.ndarray, xy: np.ndarray, centre: float, sigma: float) -> np.ndarray:
+    """z-scores ``(stat − centre) / sigma`` of the ``(h, w)`` contrast map at the ``(n, 2)`` ``[x, y]`` points."""
+    h, w = stat.shape
+    r = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
+    c = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
+    return (stat[r, c] - centre) / sigma
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,11 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         bg = stat[rng.integers(m, h - m, args.random), rng.integers(m, w - m, args.random)]
         centre, sigma = np.median(bg), np.subtract(*np.percentile(bg, [75, 25])) / 1.349
 
-        def z(xy: np.ndarray) -> np.ndarray:
-            r = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
-            c = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
-            return (stat[r, c] - centre) / sigma
-
         pp = g[["x", "y"]].to_numpy(float)
         tg = truth_by_key.get(mic_key(mic))
         tt = tg[["x", "y"]].to_numpy(float) if tg is not None else np.zeros((0, 2))
@@ -87,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         hit_p[pi] = True
         hit_t = np.zeros(len(tt), bool)
         hit_t[ti] = True
-        groups["true positives"].append(z(pp[hit_p]))
-        groups["false positives"].append(z(pp[~hit_p]))
-        groups["missed (FN)"].append(z(tt[~hit_t]))
+        groups["true positives"].append(contrast_at(stat, pp[hit_p], centre, sigma))
+        groups["false positives"].append(contrast_at(stat, pp[~hit_p], centre, sigma))
+        groups["missed (FN)"].append(contrast_at(stat, tt[~hit_t], centre, sigma))
         groups["random points"].append((bg - centre) / sigma)
         if args.plot:
             plot_picks(image, pp, tt, diameter_px=d, path=args.plot,

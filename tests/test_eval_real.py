@@ -44,3 +44,41 @@ def test_real_png_round_trip(tmp_path):
     _module().png_to_mrc(png, tmp_path / "m.mrc")
     with mrcfile.open(tmp_path / "m.mrc") as f:
         np.testing.assert_array_equal(f.data, np.asarray(Image.open(png), dtype=np.float32))
+
+
+def test_fp_contrast_tells_particle_like_false_positives_from_empty_ones(tmp_path, capsys):
+    """bench/fp_contrast.py: a micrograph with 12 dark discs, 8 of them in the truth. Picks on all 12
+    (4 'false positives' on unlabelled discs) and on 4 empty spots: the unlabelled discs score like
+    the true positives, the empty spots like random points."""
+    import pandas as pd
+
+    from pixer.io.mrc_write import write_mrc
+
+    spec = importlib.util.spec_from_file_location("fp_contrast", ROOT / "bench" / "fp_contrast.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    d = 20.0
+    yy, xx = np.mgrid[:300, :300]
+    discs = [(40 + 60 * (k % 4), 50 + 90 * (k // 4)) for k in range(12)]
+    img = rng.normal(0, 1, (300, 300)).astype(np.float32)
+    for x, y in discs:
+        img[(xx - x) ** 2 + (yy - y) ** 2 <= (d / 2) ** 2] -= 1.5
+    write_mrc(tmp_path / "m.mrc", img, apix=1.0)
+    empty = [(70, 20), (130, 95), (190, 140), (250, 275)]
+    mic = str(tmp_path / "m.mrc")
+    pd.DataFrame({"micrograph": mic, "x": [p[0] for p in discs + empty], "y": [p[1] for p in discs + empty],
+                  "score": 0.9}).to_csv(tmp_path / "picks.csv", index=False)
+    pd.DataFrame({"micrograph": "m.mrc", "x": [p[0] for p in discs[:8]], "y": [p[1] for p in discs[:8]]}).to_csv(
+        tmp_path / "truth.csv", index=False)
+    assert mod.main(["--picks", str(tmp_path / "picks.csv"), "--truth", str(tmp_path / "truth.csv"),
+                     "--diameter", str(d), "--plot", str(tmp_path / "fp.png")]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| points")}
+    n = {k: int(v[0]) for k, v in rows.items()}
+    med = {k: float(v[1]) for k, v in rows.items() if v[1].strip() != "–"}
+    assert n["true positives"] == 8 and n["false positives"] == 8 and n["missed (FN)"] == 0
+    assert med["true positives"] > 3 and abs(med["random points"]) < 0.1
+    # the false positives are half discs, half empty spots: their median sits between
+    assert 0.5 < med["false positives"] < med["true positives"]
+    assert (tmp_path / "fp.png").read_bytes()[:4] == b"\x89PNG"

@@ -194,8 +194,8 @@ def _cluster_options(args: argparse.Namespace, device: str) -> dict:
                 log_directory=str(Path(args.out) / "slurm_logs"))  # fmt: skip
 
 
-def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float,
-                      model_config: dict, area: float | None = None, micrographs: int | None = None) -> tuple[float, str]:
+def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None, apix: float, model_config: dict,
+                      area: float | None = None, micrographs: int | None = None) -> tuple[float, str]:
     """The threshold of this run and how it was chosen (``area``: the run's, in particle areas, over
     ``micrographs`` micrographs)."""
     if truth is not None:
