@@ -10,13 +10,14 @@ repository alone (no downloaded structures):
   shapes built here with :func:`pixer.simulate.density.density_from_atoms`
   (``globule`` ~45 Å, i.e. ~40 kDa; ``rod`` ~160 x 50 Å; ``ring`` toroid ~150 Å,
   proteasome/GroEL-like top views);
-* per subset (fixed seed): SNR uniform in [-20, -3] dB, pixel size between
+* per subset (fixed seed): SNR uniform in [-20, -3] dB (``--snr-range``; the shipped model
+  [-26, -3]), pixel size between
   the particle spanning ~26 and ~110 px, defocus window inside 0.5-4 µm,
   amplitude contrast 0.07-0.15, crowding 5-45 % of the area, interference
   (carbon 0-0.7, contaminants 0-2.5, aggregates 0-3 per micrograph, ice gradient)
   or none;
 * crowded subsets (8 x scale): particles packed 0.8-0.95 diameters apart over
-  55-80 % of the area, as on EMPIAR-10059/10947, and empty subsets (4 x scale):
+  55-80 % of the area, as on EMPIAR-10059/10947, and empty subsets (4 x scale x ``--empties``):
   no particles, heavy carbon / contaminants / aggregates (negatives);
 * per micrograph (fixed seed) augmentations the simulator lacks: coloured
   (1/f^a) noise added on top of its white noise, a B-factor-like blur, and
@@ -31,7 +32,8 @@ particle radius. Training uses :func:`pixer.train.segmentation.train_segmentatio
 Usage (from the repository root; ``--install`` copies model.pt + config.json
 into ``pixer/models/weights/general/``)::
 
-    python bench/train_general.py --work /tmp/pixer_general_work --install           # the shipped model
+    python bench/train_general.py --work /tmp/pixer_general_work --scale 3 --steps 8000 \
+        --snr-range -26 -3 --empties 3 --max-picks-per-empty 0.5 --install         # the shipped model
     python bench/train_general.py --work /tmp/g --scale 0.1 --steps 20    # a smoke run
     python bench/train_general.py --work /tmp/pixer_general_work --evaluate-only     # the F1 table in docs/general_model.md
 """

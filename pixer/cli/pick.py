@@ -239,15 +239,14 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
             return replace(params, diameter_A=args.diameter * record["factor"]), record
     task = (str(Path(args.model).resolve()), device, [str(p) for p in paths], params, list(factors), args.apix,
             args.search_micrographs)
+    n = min(len(paths), args.search_micrographs)
     if client is not None:
-        print(f"diameter search: {len(factors)} diameters on {min(len(paths), args.search_micrographs)} "
-              "micrograph(s), on a worker ...", flush=True)
+        print(f"diameter search: {len(factors)} diameters on {n} micrograph(s), on a worker ...", flush=True)
         factor, table, where = client.submit(search_task, *task, pure=False).result()
     else:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
         factor, table, where = search_task(*task, progress=not args.no_progress)
-    n = min(len(paths), args.search_micrographs)
     print(f"diameter search on {n} micrograph(s): estimated particles per micrograph "
           + ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}" for r in table.itertuples())
           + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)

@@ -64,9 +64,13 @@ def null_density(scores: np.ndarray, area: float) -> list[float]:
     """
     if area <= 0:
         raise ValueError(f"null density needs a positive area, got {area}")
+    return [round(float(a) / float(area), 6) for a in _above_grid(scores)]
+
+
+def _above_grid(scores: np.ndarray) -> np.ndarray:
+    """How many of ``scores`` lie strictly above each score of :data:`NULL_GRID`, ``(len(NULL_GRID),)``."""
     s = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))
-    above = len(s) - np.searchsorted(s, np.asarray(NULL_GRID), side="right")
-    return [round(float(a) / float(area), 6) for a in above]
+    return len(s) - np.searchsorted(s, np.asarray(NULL_GRID), side="right")
 
 
 def null_overdispersion(scores: list[np.ndarray], areas: list[float]) -> list[float]:
@@ -99,8 +103,7 @@ def null_overdispersion(scores: list[np.ndarray], areas: list[float]) -> list[fl
     if len(scores) < 2:
         return [0.0] * len(grid)
     a = np.asarray(areas, dtype=np.float64)
-    counts = np.array([len(s) - np.searchsorted(np.sort(np.asarray(s, np.float64)), grid, side="right")
-                       for s in scores], dtype=np.float64)  # (micrographs, grid)
+    counts = np.array([_above_grid(s) for s in scores], dtype=np.float64)  # (micrographs, grid)
     mu = counts.sum(axis=0) / a.sum()
     dens = counts / a[:, None]
     var = dens.var(axis=0, ddof=1)
@@ -110,22 +113,23 @@ def null_overdispersion(scores: list[np.ndarray], areas: list[float]) -> list[fl
     return [round(float(k), 6) for k in np.clip(kappa, 0.0, None)]
 
 
-def _null_kappa(null: dict, scores: np.ndarray) -> np.ndarray:
-    """The stored overdispersion ``κ`` at each of ``scores`` (0 when the background stores none)."""
-    if not null.get("kappa"):
-        return np.zeros(len(scores))
+def _on_grid(null: dict, key: str, scores: np.ndarray, right: float | None = None) -> np.ndarray:
+    """``null[key]`` (stored per score of ``null["grid"]``) at each of ``scores``, log-linear
+    between grid points; ``right`` above the grid (default: the last value)."""
     grid = np.log(np.asarray(null["grid"], dtype=np.float64))
     x = np.log(np.clip(scores, np.exp(grid[0]), 1.0))
-    return np.interp(x, grid, np.asarray(null["kappa"], dtype=np.float64))
+    return np.interp(x, grid, np.asarray(null[key], dtype=np.float64), right=right)
+
+
+def _null_kappa(null: dict, scores: np.ndarray) -> np.ndarray:
+    """The stored overdispersion ``κ`` at each of ``scores`` (0 when the background stores none)."""
+    return _on_grid(null, "kappa", scores) if null.get("kappa") else np.zeros(len(scores))
 
 
 def _null_expected(null: dict, scores: np.ndarray, area: float) -> np.ndarray:
     """Expected background candidates above each of ``scores`` on ``area`` particle areas
     (the stored density, log-linear between grid points, 0 above the grid)."""
-    grid = np.log(np.asarray(null["grid"], dtype=np.float64))
-    density = np.asarray(null["density"], dtype=np.float64)
-    x = np.log(np.clip(scores, np.exp(grid[0]), 1.0))
-    return np.interp(x, grid, density, right=0.0) * area
+    return _on_grid(null, "density", scores, right=0.0) * area
 
 
 def _null_curve(scores: np.ndarray, area: float, null: dict, max_fdr: float,
