@@ -129,6 +129,14 @@ def test_end_to_end_recall_on_simulated_truth(demo_sets, demo_model, tmp_path):
     assert (evaluation / "pr_curve.png").stat().st_size > 1000
     per_mic = pd.read_csv(evaluation / "per_micrograph.csv")
     assert len(per_mic) == 2
+    assert metrics["curve_from"].endswith("stored candidates (parts/)")
+    # the picks file alone sweeps only the picks: the same point metrics, a curve no better
+    alone = tmp_path / "alone"
+    assert main(["evaluate", "--picks", str(picks / "picks.csv"), "--truth", str(demo_sets["test"] / "particles.star"),
+                 "--diameter", "120", "--out", str(alone)]) == 0  # fmt: skip
+    bare = json.loads((alone / "metrics.json").read_text())
+    assert bare["curve_from"] == "the picks" and bare["f1"] == metrics["f1"]
+    assert bare["best_f1"] <= metrics["best_f1"] + 1e-12
 
 
 def test_evaluate_truth_against_itself_is_perfect(demo_sets, tmp_path):
@@ -148,6 +156,9 @@ def test_a_run_with_no_picks_evaluates_to_zero_recall(demo_sets, demo_model, tmp
                  "--diameter", "120", "--out", str(evaluation)]) == 0  # fmt: skip
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["n_picks"] == 0 and metrics["recall"] == 0.0 and metrics["n_true"] > 0
+    # the curve sweeps the candidates the run stored: a threshold set too high does not hide them
+    assert metrics["curve_from"].endswith("stored candidates (parts/)"), metrics["curve_from"]
+    assert metrics["best_f1"] > 0.8 and metrics["best_threshold"] < 0.9999, metrics
 
 
 def test_simulate_empty_micrographs_for_negative_controls(tmp_path):

@@ -3,8 +3,9 @@
 One-to-one (Hungarian) matching of picks to true centres within
 0.5 × diameter per micrograph; precision, recall and F1 at the picks' own
 threshold and at the F1-optimal one, and the area under the precision-recall
-curve (AUPRC) over score thresholds. Writes metrics.json, per_micrograph.csv
-and pr_curve.png.
+curve (AUPRC) over score thresholds. For a pixer pick folder the curve and
+its best F1 sweep every candidate the run stored (parts/), not only the picks
+above its threshold. Writes metrics.json, per_micrograph.csv and pr_curve.png.
 
 example:
   pixer evaluate --picks picks/ --truth sim/particles.star --diameter 120 --out eval

@@ -19,6 +19,11 @@ from pixer.evaluate.metrics import evaluate
 from pixer.evaluate.plots import plot_pr_curve
 from pixer.io.coords import read_csv, read_picks
 from pixer.io.paths import atomic_path, write_text_atomic
+from pixer.pick.batch import gather_parts
+
+#: Keys of :func:`pixer.evaluate.metrics.evaluate` that describe the score sweep (the curve), not the picks as kept.
+CURVE_KEYS = ("best_f1", "best_threshold", "best_precision", "best_recall", "auprc", "precision_curve",
+              "recall_curve", "thresholds")
 
 
 def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
@@ -35,6 +40,28 @@ def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
     else:
         table = read_picks(picks)
     return table, apix
+
+
+def read_run_candidates(folder: Path) -> pd.DataFrame | None:
+    """Every candidate a ``pixer pick`` run stored in ``parts/`` (micrographs not failed).
+
+    The parts keep every candidate above the candidate floor, so their scores
+    sweep the whole precision-recall curve, where ``picks.csv`` holds only the
+    picks above the run's threshold. None when ``folder`` is not a run folder
+    with parts, or its parts hold no candidate.
+    """
+    summary_path = folder / "summary.csv"
+    if not folder.is_dir() or not (folder / "parts").is_dir() or not summary_path.is_file():
+        return None
+    try:
+        summary = pd.read_csv(summary_path, dtype={"micrograph": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PixerError(f"{summary_path}: not a readable CSV ({type(exc).__name__})") from None
+    if not {"micrograph", "status"} <= set(summary.columns):
+        raise PixerError(f"{summary_path}: not a pixer summary (needs micrograph and status columns)")
+    done = summary.loc[summary["status"].astype(str) != "failed", "micrograph"].astype(str).tolist()
+    candidates = gather_parts(folder, done)
+    return candidates if len(candidates) else None
 
 
 def _table_apix(table: pd.DataFrame) -> float | None:
@@ -57,6 +84,10 @@ def evaluate_run(
     ----------
     picks
         A ``pixer pick`` output folder or any coordinate file/folder/glob.
+        Precision, recall and F1 are those of the picks as they are; for a
+        ``pixer pick`` folder the curve (best F1, its threshold, AUPRC,
+        ``pr_curve.png``) sweeps every candidate stored in ``parts/``, so it
+        shows what another threshold would give (``curve_from`` says which).
     truth
         True coordinates in any format :func:`pixer.io.coords.read_picks` reads.
     diameter_A
@@ -79,6 +110,13 @@ def evaluate_run(
     if "score" not in picks_df or picks_df["score"].isna().all():
         picks_df = picks_df.assign(score=1.0)
     result = evaluate(picks_df, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
+    candidates = read_run_candidates(Path(picks))
+    if candidates is not None:
+        curve = evaluate(candidates, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
+        result.update({k: curve[k] for k in CURVE_KEYS})
+        result["curve_from"] = f"{len(candidates)} stored candidates (parts/)"
+    else:
+        result["curve_from"] = "the picks"
     out.mkdir(parents=True, exist_ok=True)
     per_mic = result.pop("per_micrograph")
     with atomic_path(out / "per_micrograph.csv") as tmp:

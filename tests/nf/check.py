@@ -49,11 +49,17 @@ def groovy_available() -> bool:
     return shutil.which("groovy") is not None and Path(JAVA_HOME).is_dir()
 
 
+def run_groovy(script: Path, args: list[str], cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run one of the Groovy scripts here with the JDK it needs (output captured, 300 s at most)."""
+    env = {**os.environ, "JAVA_HOME": JAVA_HOME, **(env or {})}
+    return subprocess.run(["groovy", str(script), *args], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=cwd)  # fmt: skip
+
+
 def parse(files: list[Path]) -> tuple[int, dict[Path, list[str]], str]:
     """Run the Groovy parser; return (exit status, facts per file, stderr)."""
-    env = {**os.environ, "JAVA_HOME": JAVA_HOME}
-    run = subprocess.run(["groovy", str(NF_AST), *map(str, files)], capture_output=True, text=True, env=env,
-                         timeout=300)  # fmt: skip
+    run = run_groovy(NF_AST, [str(f) for f in files])
     facts: dict[Path, list[str]] = {}
     current = None
     for line in run.stdout.splitlines():

@@ -19,15 +19,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nf.check import JAVA_HOME, config_files, nf_files
+from nf.check import config_files, nf_files, run_groovy
 
 NF_PROCESS = Path(__file__).with_name("nf_process.groovy")
 
 
 def _groovy(args: list[str], root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAVA_HOME": JAVA_HOME, "NF_PROJECT_DIR": str(root)}
-    return subprocess.run(["groovy", str(NF_PROCESS), *args], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=root)  # fmt: skip
+    return run_groovy(NF_PROCESS, args, cwd=root, env={"NF_PROJECT_DIR": str(root)})
 
 
 def describe(root: Path) -> dict:
