@@ -56,6 +56,8 @@ def test_report_is_self_contained_and_escaped(report):
     assert "<script" not in text and "<link" not in text
     assert "bad&lt;i&gt;&amp;x" in text and "<i>" not in text
     assert (report.parent / "pixer_report.json").exists()
+    # the configuration says which contrast was picked (a model without background: not checked)
+    assert "particle contrast" in text and "dark (not checked: the model stores no background)" in text
     assert report.stat().st_mode & 0o044, "the page should be readable as the umask allows"
 
 
@@ -66,6 +68,7 @@ def test_report_numbers_match_evaluate(run, report, tmp_path):
     cards = re.findall(r'<div class="v">([^<]*)</div><div class="k">([^<]*)</div>', report.read_text())
     by_name = {name: value for value, name in cards}
     assert by_name["F1"] == f"{metrics['f1']:.3f}"
+    assert by_name["AUPRC"] == f"{metrics['auprc']:.3f}"  # both sweep every stored candidate
     assert by_name["failed"] == "1"
 
 

@@ -145,3 +145,68 @@ def test_a_rerun_reuses_the_search_unless_its_inputs_change(apoferritin, tmp_pat
     assert main([*argv, "--search-micrographs", "1"]) == 0  # another sample: searched again
     out = capsys.readouterr().out
     assert "reused" not in out and "diameter search on 1 micrograph" in out
+
+
+def test_the_inverted_contrast_must_find_clearly_more():
+    from pixer.pick.search import POLARITY_MARGIN, choose_polarity
+
+    assert POLARITY_MARGIN == 0.2
+    # measured with the general model at the given diameter (particles per micrograph, dark, bright)
+    assert not choose_polarity(101.8, 79.4)  # apoferritin -10 dB: a hollow shell is a ring either way
+    assert choose_polarity(79.4, 101.8)  # ... the same micrographs inverted
+    assert not choose_polarity(100.0, 0.0) and choose_polarity(0.0, 100.0)  # ribosome -15 dB, as is / inverted
+    assert not choose_polarity(46.4, 11.4)  # EMPIAR-10947 (CryoPPP), the faintest real set
+    assert not choose_polarity(0.0, 0.0)  # empty micrographs: nothing either way keeps cryo-EM's contrast
+    assert not choose_polarity(10.0, 11.9) and choose_polarity(10.0, 12.0)
+
+
+@pytest.fixture(scope="module")
+def ribosome_both_ways(tmp_path_factory) -> tuple[Path, Path, float]:
+    """Simulated ribosomes at -15 dB as simulated (dark, as in cryo-EM) and the same files inverted."""
+    import mrcfile
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("contrast")
+    sim = root / "sim"
+    assert main(["simulate", "--out", str(sim), "--n", "2", "--size", "768", "--apix", "4", "--snr-db", "-15",
+                 "--seed", "2121", "--demo", "ribosome", "--no-progress"]) == 0  # fmt: skip
+    inverted = root / "inverted"
+    inverted.mkdir()
+    for path in sorted((sim / "micrographs").glob("*.mrc")):
+        with mrcfile.open(path) as m:
+            data, voxel = np.asarray(m.data, dtype=np.float32), m.voxel_size
+        with mrcfile.new(inverted / path.name) as m:
+            m.set_data(-data)
+            m.voxel_size = voxel
+    return sim, inverted, float(json.loads((sim / "simulation.json").read_text())["particle_diameter_A"])
+
+
+def test_bright_particles_are_found_by_inverting_the_run(ribosome_both_ways, tmp_path, capsys):
+    """The general model knows cryo-EM contrast only: on the inverted micrographs it finds nearly
+    nothing, unless the run checks the contrast (the default) and inverts them back."""
+    sim, inverted, d = ribosome_both_ways
+    common = ["pick", "--diameter", f"{d:g}", "--cluster", "none", "--no-progress", "--no-diameter-search"]
+    runs = {"as_is": (sim / "micrographs", []), "inverted": (inverted, []), "inverted_dark": (inverted, ["--polarity", "dark"]),
+            "inverted_bright": (inverted, ["--polarity", "bright"])}  # fmt: skip
+    f1, contrast = {}, {}
+    for name, (folder, extra) in runs.items():
+        out = tmp_path / name
+        assert main([*common, "--micrographs", str(folder), "--out", str(out), *extra]) == 0
+        record = json.loads((out / "pixer_pick.json").read_text())
+        contrast[name] = record["contrast"]
+        assert record["diameter_search"] is None  # no diameter search: the contrast check alone
+        f1[name] = _f1(out, sim, d)
+    assert contrast["as_is"]["polarity"] == "dark" and not contrast["as_is"]["invert"]
+    assert contrast["as_is"]["dark"] > 10 * max(contrast["as_is"]["bright"], 1.0), contrast["as_is"]
+    assert contrast["inverted"]["polarity"] == "bright" and contrast["inverted"]["invert"]
+    assert contrast["inverted"]["rule"].startswith("auto")
+    assert contrast["inverted_dark"]["rule"].startswith("given") and "bright" not in contrast["inverted_dark"]
+    assert f1["as_is"] > 0.9 and f1["inverted"] > 0.9 and f1["inverted_bright"] > 0.9, f1
+    assert f1["inverted_dark"] < 0.5, f1
+    assert abs(f1["inverted"] - f1["as_is"]) < 0.02, f1
+    # a rerun at the other contrast does not reuse the parts picked the first way
+    capsys.readouterr()
+    assert main([*common, "--micrographs", str(inverted), "--out", str(tmp_path / "inverted_dark")]) == 0
+    summary = json.loads((tmp_path / "inverted_dark" / "pixer_pick.json").read_text())
+    assert summary["n_skipped"] == 0 and summary["contrast"]["invert"], summary
+    assert _f1(tmp_path / "inverted_dark", sim, d) == pytest.approx(f1["inverted"], abs=1e-9)

@@ -70,7 +70,7 @@ from pixer.models.general import resolve_model
 from pixer.models.store import load_model
 from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, write_outputs
 from pixer.pick.picker import PickParams
-from pixer.pick.search import NO_BACKGROUND, background_of
+from pixer.pick.search import NO_BACKGROUND, POLARITIES, background_of
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
 CLUSTER_KINDS = ("local", "slurm", "none")
@@ -112,6 +112,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="pick at --diameter as given, with no search")
     parser.add_argument("--search-micrographs", type=positive_int, default=8, metavar="N",
                         help="micrographs (spread over the run) the diameter search picks (default 8)")
+    parser.add_argument("--polarity", choices=POLARITIES, default="auto",
+                        help="particle contrast: dark (cryo-EM: darker than the ice), bright (negative stain, "
+                             "inverted files: the micrographs are inverted first) or auto (default): with a model "
+                             "that stores its background, the search sample is also picked inverted at --diameter "
+                             "and the run inverted when that finds 20 %% more particles; else dark")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
@@ -210,8 +215,11 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
     return float(args.threshold), "fixed: --threshold"
 
 
-def _search_diameter(args, paths: list[Path], params: PickParams, device: str, client=None) -> tuple[PickParams, dict]:
-    """``--diameter-search``: the parameters to run with and what the search found (printed too).
+def _search_diameter(args, paths: list[Path], params: PickParams, device: str, client=None,
+                     factors: list[float] | None = None) -> tuple[PickParams, dict, dict]:
+    """The diameter search and the contrast check: the parameters to run with, what the search found
+    (printed too) and the contrast chosen. ``factors`` None: the diameter search's; ``[1]``: only the
+    contrast check (``--no-diameter-search`` with ``--polarity auto``).
 
     With a Dask client the search runs as one task on a worker (on SLURM: in a worker job, next to
     its GPU, not on the submitting host); without, in this process.
@@ -221,11 +229,13 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
 
     from pixer.pick.search import DEFAULT_FACTORS, sample_evenly, search_factors, search_task
 
-    factors = args.diameter_search or DEFAULT_FACTORS
+    factors = factors or args.diameter_search or DEFAULT_FACTORS
+    only_contrast = search_factors(factors) == [1.0]
     # a rerun (resume, re-threshold) reuses the search the same model, micrographs and settings made
     cache = Path(args.out) / "diameter_search.json"
     key = {"model": hashlib.sha256((Path(args.model) / "config.json").read_bytes()).hexdigest(),
            "params": asdict(params), "factors": search_factors(factors), "apix": args.apix,
+           "polarity": args.polarity,
            "micrographs": [str(Path(p).resolve()) for p in sample_evenly(list(paths), args.search_micrographs)]}
     if cache.is_file():
         try:
@@ -233,27 +243,34 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
         except (OSError, ValueError):
             stored = {}
         if stored.get("key") == key:
-            record = stored["record"]
+            record, contrast = stored["record"], stored["contrast"]
             print(f"diameter search: reused from {cache}; picking at {args.diameter * record['factor']:.1f} Å "
-                  f"(× {record['factor']:g})", flush=True)
-            return replace(params, diameter_A=args.diameter * record["factor"]), record
+                  f"(× {record['factor']:g}), {contrast['polarity']} particles", flush=True)
+            return (replace(params, diameter_A=args.diameter * record["factor"], invert=contrast["invert"]), record,
+                    contrast)  # fmt: skip
     task = (str(Path(args.model).resolve()), device, [str(p) for p in paths], params, list(factors), args.apix,
             args.search_micrographs)
     n = min(len(paths), args.search_micrographs)
+    what = "contrast check" if only_contrast else "diameter search"
     if client is not None:
-        print(f"diameter search: {len(factors)} diameters on {n} micrograph(s), on a worker ...", flush=True)
-        factor, table, where = client.submit(search_task, *task, pure=False).result()
+        print(f"{what}: on {n} micrograph(s), on a worker ...", flush=True)
+        factor, table, contrast, where = client.submit(search_task, *task, polarity=args.polarity, pure=False).result()
     else:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
-        factor, table, where = search_task(*task, progress=not args.no_progress)
-    print(f"diameter search on {n} micrograph(s): estimated particles per micrograph "
-          + ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}" for r in table.itertuples())
-          + f"; picking at {args.diameter * factor:.1f} Å (× {factor:g})", flush=True)
+        factor, table, contrast, where = search_task(*task, progress=not args.no_progress, polarity=args.polarity)
+    both = (f"as they are {contrast['dark']:.1f}, inverted {contrast['bright']:.1f}; "
+            if "bright" in contrast and "dark" in contrast else "")
+    sizes = "" if only_contrast else ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}"
+                                               for r in table.itertuples()) + "; "
+    print(f"{what} on {n} micrograph(s): estimated particles per micrograph {both}{sizes}"
+          f"picking {contrast['polarity']} particles at {args.diameter * factor:.1f} Å (× {factor:g})"
+          + (" on the inverted micrographs" if contrast["invert"] else ""), flush=True)
     record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
               "table": table.round(4).to_dict(orient="list"), **where}  # fmt: skip
-    write_text_atomic(cache, json.dumps({"key": key, "record": record}, indent=1) + "\n")
-    return replace(params, diameter_A=args.diameter * factor), record
+    contrast = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in contrast.items()}
+    write_text_atomic(cache, json.dumps({"key": key, "record": record, "contrast": contrast}, indent=1) + "\n")
+    return replace(params, diameter_A=args.diameter * factor, invert=contrast["invert"]), record, contrast
 
 
 def main(args: argparse.Namespace) -> int:
@@ -274,10 +291,15 @@ def main(args: argparse.Namespace) -> int:
     truth = read_picks(args.calibrate_with) if args.calibrate_with else None
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
-                        max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin)  # fmt: skip
+                        max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin,
+                        invert=args.polarity == "bright")  # fmt: skip
     search = None
     has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
+    checking = args.polarity == "auto" and has_background  # the contrast, from the micrographs
+    contrast = {"polarity": "bright" if params.invert else "dark", "invert": params.invert,
+                "rule": "given (--polarity)" if args.polarity != "auto" else
+                        "not checked: the model stores no background"}  # fmt: skip
     if searching and not has_background:  # fail before any cluster starts
         raise PixerError(f"{args.model}: {NO_BACKGROUND}")
     names = [str(p) for p in paths]
@@ -288,8 +310,11 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.torch_threads)
     t0 = time.perf_counter()
     with open_client(args.cluster, **_cluster_options(args, device)) as client:
-        if searching:
-            params, search = _search_diameter(args, paths, params, device, client)
+        if searching or checking:
+            params, search, found = _search_diameter(args, paths, params, device, client,
+                                                     factors=None if searching else [1.0])  # fmt: skip
+            contrast = {**found, "rule": "auto: the sample picked both ways" if checking else "given (--polarity)"}
+            search = search if searching else None
         task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                         classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
         rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
@@ -313,7 +338,7 @@ def main(args: argparse.Namespace) -> int:
     outputs = write_outputs(out, picks, list(done["micrograph"]), apix, args.diameter, summary)
     seconds = time.perf_counter() - t0
     write_run_record(out, "pick", args, apix=apix, device=device, model_config=config, threshold=threshold,
-                     diameter_used_A=params.diameter_A, diameter_search=search,
+                     diameter_used_A=params.diameter_A, diameter_search=search, contrast=contrast,
                      threshold_rule=rule, candidate_floor=floor, n_micrographs=len(paths), n_failed=len(failed),
                      n_skipped=int((summary["status"] == "skipped").sum()), n_picks=len(picks), seconds=seconds)
     print(f"picked {len(picks)} particles on {len(done)} micrographs in {seconds:.1f} s "

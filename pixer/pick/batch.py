@@ -49,13 +49,14 @@ def part_path(outdir: str | Path, name: str) -> Path:
 def read_part_header(part: str | Path) -> dict[str, float]:
     """``apix``, ``floor``, ``classified`` (1.0 when a classifier scored the
     candidates), ``edge`` (the edge margin, Å), ``mind`` (the minimum
-    distance, Å; 0 for none), ``diam`` (the particle diameter, Å) and ``area``
-    (the picked area in particle areas: :func:`picked_area`) from a part's
+    distance, Å; 0 for none), ``diam`` (the particle diameter, Å), ``area``
+    (the picked area in particle areas: :func:`picked_area`) and ``inv`` (1.0
+    when the micrograph was inverted: ``PickParams.invert``) from a part's
     first line (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
     meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0, "diam": float("nan"),
-            "area": float("nan")}
+            "area": float("nan"), "inv": 0.0}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
@@ -65,12 +66,13 @@ def read_part_header(part: str | Path) -> dict[str, float]:
 
 
 def _reusable(meta: dict[str, float], params: PickParams, classified: bool) -> bool:
-    """A part can be reused when its floor is low enough and the same diameter, scoring, edge margin
-    and minimum distance made it (parts that do not record their diameter and area are not)."""
+    """A part can be reused when its floor is low enough and the same diameter, scoring, edge margin,
+    minimum distance and contrast made it (parts that do not record their diameter and area are not)."""
     return (meta["floor"] <= params.threshold and bool(np.isfinite(meta["area"]))
             and meta["diam"] == float(params.diameter_A)
             and bool(meta["classified"]) == classified
-            and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0))
+            and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0)
+            and bool(meta["inv"]) == bool(params.invert))
 
 
 def picked_area(shape: tuple[int, int], apix: float, diameter_A: float, edge_margin_A: float = 0.0) -> float:
@@ -184,7 +186,7 @@ def pick_file(
         area = picked_area(mic.data.shape[-2:], mic.apix, params.diameter_A, params.edge_margin_A)
         fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)} "
                  f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r} "
-                 f"diam={float(params.diameter_A)!r} area={area!r}\n")
+                 f"diam={float(params.diameter_A)!r} area={area!r} inv={int(params.invert)}\n")
         picks[PART_COLUMNS].to_csv(fh, index=False)
     return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
             "apix": mic.apix, **worker_info(), "error": ""}

@@ -51,6 +51,11 @@ class PickParams:
         (0: keep all). The particle's radius drops particles the edge cuts, as
         RELION's LoG picker does and as expert annotations such as CryoPPP's
         (no centre within ~0.6 diameters of the edge) assume.
+    invert
+        Negate the micrograph before anything else: for particles brighter
+        than the background (negative stain, micrographs stored inverted, some
+        simulators). The networks are trained on cryo-EM contrast, where
+        particles are darker than the ice.
     """
 
     diameter_A: float
@@ -63,6 +68,7 @@ class PickParams:
     stride: int = 256
     classifier_min: float = 0.5
     edge_margin_A: float = 0.0
+    invert: bool = False
 
 
 def model_apix(config: dict, diameter_A: float, apix: float) -> float:
@@ -176,6 +182,8 @@ def pick_image(
         data = torch.from_numpy(np.array(image, dtype=np.float32)).to(device)  # a copy: the file may be a read-only map
     else:
         data = np.asarray(image, dtype=np.float32)
+    if params.invert:
+        data = -data
     small, apix_used = prepare(data, apix, target, k=config.get("norm_k", 3.0))
     prob = probability_map(small, model, params.tile, params.stride, params.batch_size, device)
     diameter_px = params.diameter_A / apix_used
@@ -196,6 +204,7 @@ def pick_image(
     )
     if classifier is not None and len(picks):
         host = image.cpu().numpy() if isinstance(image, torch.Tensor) else image
+        host = -np.asarray(host, dtype=np.float32) if params.invert else host
         small_host = small.cpu().numpy() if isinstance(small, torch.Tensor) else small
         p_particle = classify_candidates(host, apix, picks, classifier, params.diameter_A, target, small_host)
         picks["p_particle"] = p_particle

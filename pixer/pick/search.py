@@ -11,6 +11,12 @@ factors within :data:`SEARCH_MARGIN` of the most particles found, the one neares
 (:func:`choose_factor`). The default factors stop at 0.8: told a diameter much smaller than the
 particle's, the network fires on parts of it (two sides of a hollow shell: apoferritin told
 0.56 × its diameter counted ~1.5 "particles" per particle, more than at the true size).
+
+The same count tells the contrast: the networks learn cryo-EM micrographs, where particles are
+darker than the ice, and on micrographs whose particles are brighter (negative stain, inverted
+files, some simulators) they find few or none (simulated ribosomes at −15 dB, inverted: F1 0).
+With ``polarity="auto"`` the sample is also picked inverted at the given diameter, and the run
+is inverted when that finds :data:`POLARITY_MARGIN` more particles (:func:`choose_polarity`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ from pixer.pick.threshold import null_particles
 DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
 #: Factors finding within this fraction of the most particles count as ties (the one nearest 1 wins).
 SEARCH_MARGIN = 0.05
+#: The inverted contrast is taken when it finds at least this fraction more particles than cryo-EM's
+#: usual one (dark particles) at the given diameter. On dark simulated sets the inverted picture
+#: found 0-0.78 × as many (0.78: apoferritin's hollow shell, a ring either way), on the real CryoPPP
+#: sets 0.05-0.25 ×; the same sets inverted find 1.28 × (apoferritin) to far more.
+POLARITY_MARGIN = 0.2
+#: ``polarity`` values: ``dark`` particles (cryo-EM), ``bright`` ones (the run is inverted), or ``auto``.
+POLARITIES = ("auto", "dark", "bright")
 #: Micrographs sampled (evenly over the run) by default.
 DEFAULT_SAMPLE = 8
 #: Why a model cannot be searched with.
@@ -84,6 +97,52 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
     return float(min(near, key=lambda fn: (round(abs(float(np.log(fn[0]))), 9), -fn[1]))[0])
 
 
+def choose_polarity(dark: float, bright: float, margin: float = POLARITY_MARGIN) -> bool:
+    """Whether to invert the run: the inverted micrographs hold ``margin`` more particles.
+
+    Parameters
+    ----------
+    dark, bright
+        Estimated particles (beyond the model's background) as the micrographs
+        are, and inverted, at the same diameter.
+
+    Returns
+    -------
+    bool
+        True to invert (the particles are brighter than the background); ties
+        and nothing found either way keep cryo-EM's dark particles.
+    """
+    return bright > 0 and bright >= (1.0 + margin) * dark
+
+
+def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict, params: PickParams,
+              settings: Sequence[tuple[bool, float]], apix: float | None, device: str, bar) -> tuple[dict, int]:
+    """Estimated particles in ``paths`` picked at each ``(invert, factor)`` of ``settings`` (each
+    micrograph read once), and how many micrographs could be read."""
+    scores: dict[tuple[bool, float], list[np.ndarray]] = {k: [] for k in settings}
+    area = dict.fromkeys(settings, 0.0)
+    n_read = 0
+    for path in paths:
+        try:
+            mic = read_micrograph(path, apix=apix)
+        except PixerError:
+            bar.update(len(settings))
+            continue  # the main run reports it
+        require_apix(mic, path)
+        n_read += 1
+        for invert, f in settings:
+            p = replace(params, diameter_A=params.diameter_A * f, max_picks=None, invert=invert)
+            picks, _, _ = pick_image(mic.data, mic.apix, model, config, p, device=device)
+            scores[invert, f].append(picks["score"].to_numpy())
+            area[invert, f] += picked_area(mic.data.shape[-2:], mic.apix, p.diameter_A, p.edge_margin_A)
+            bar.update(1)
+    null = background_of(config)
+    found = {k: null_particles(np.concatenate(scores[k]) if scores[k] else np.zeros(0), area[k], null,
+                               micrographs=n_read)
+             for k in settings}  # fmt: skip
+    return found, n_read
+
+
 def search_diameter(
     paths: Sequence[str | Path],
     model: torch.nn.Module,
@@ -94,8 +153,9 @@ def search_diameter(
     device: str = "cpu",
     sample: int = DEFAULT_SAMPLE,
     progress: bool = True,
-) -> tuple[float, pd.DataFrame]:
-    """The factor on ``params.diameter_A`` at which the model finds the most particles.
+    polarity: str = "dark",
+) -> tuple[float, pd.DataFrame, dict]:
+    """The factor on ``params.diameter_A`` (and the contrast) at which the model finds the most particles.
 
     Parameters
     ----------
@@ -108,72 +168,77 @@ def search_diameter(
     params
         Picking parameters of the run (diameter in Å, candidate floor, edge margin).
     factors
-        Factors tried (1 is always added).
+        Factors tried (1 is always added); ``[1]`` only checks the contrast.
     apix
         Pixel size, Å/px (default: each file's header).
+    polarity
+        ``dark`` (cryo-EM: particles darker than the ice), ``bright`` (the
+        micrographs are inverted) or ``auto``: the sample is also picked inverted
+        at the given diameter and the run inverted when that finds more
+        (:func:`choose_polarity`; the factors are then searched inverted).
 
     Returns
     -------
-    factor, table
-        The chosen factor (:func:`choose_factor`) and one row per factor: ``factor``, ``diameter_A``,
-        ``particles`` (estimated particles in the sample), ``per_micrograph``,
-        ``chosen``.
+    factor, table, contrast
+        The chosen factor (:func:`choose_factor`); one row per factor at the
+        chosen contrast: ``factor``, ``diameter_A``, ``particles`` (estimated
+        particles in the sample), ``per_micrograph``, ``chosen``; and
+        ``{"polarity": "dark" | "bright", "invert": bool}``, with ``auto`` also
+        ``dark`` and ``bright``: particles per micrograph each way at the given diameter.
 
     Raises
     ------
     PixerError
         When the model stores no background, or no sampled micrograph can be read.
     """
-    null = background_of(config)
-    if not null:
+    if not background_of(config):
         raise PixerError(NO_BACKGROUND)
+    if polarity not in POLARITIES:
+        raise PixerError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
     factors = search_factors(factors)
     if any(f <= 0 for f in factors):
         raise PixerError(f"--diameter-search: factors must be > 0, got {factors}")
     chosen_paths = sample_evenly(list(paths), max(1, int(sample)))
-    scores: dict[float, list[np.ndarray]] = {f: [] for f in factors}
-    area = dict.fromkeys(factors, 0.0)
-    n_read = 0
-    bar = tqdm(total=len(chosen_paths) * len(factors), desc="diameter search", disable=not progress, leave=False)
-    for path in chosen_paths:
-        try:
-            mic = read_micrograph(path, apix=apix)
-        except PixerError:
-            bar.update(len(factors))
-            continue  # the main run reports it
-        require_apix(mic, path)
-        n_read += 1
-        for f in factors:
-            p = replace(params, diameter_A=params.diameter_A * f, max_picks=None)
-            picks, _, _ = pick_image(mic.data, mic.apix, model, config, p, device=device)
-            scores[f].append(picks["score"].to_numpy())
-            area[f] += picked_area(mic.data.shape[-2:], mic.apix, p.diameter_A, p.edge_margin_A)
-            bar.update(1)
-    bar.close()
+    invert = polarity == "bright"
+    settings = [(invert, f) for f in factors] + ([(True, 1.0)] if polarity == "auto" else [])
+    total = len(chosen_paths) * len(settings)
+    bar = tqdm(total=total, desc="diameter search", disable=not progress, leave=False)
+    found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar)
     if not n_read:
-        raise PixerError(f"{chosen_paths[0]}: --diameter-search could not read any sampled micrograph")
-    found = {f: null_particles(np.concatenate(scores[f]) if scores[f] else np.zeros(0), area[f], null,
-                               micrographs=n_read)
-             for f in factors}  # fmt: skip
-    factor = choose_factor(factors, [found[f] for f in factors])
+        bar.close()
+        raise PixerError(f"{chosen_paths[0]}: the diameter search (and contrast check) could not read any "
+                         "sampled micrograph")
+    contrast: dict = {}
+    if polarity == "auto":
+        dark, bright = found[False, 1.0], found[True, 1.0]
+        invert = choose_polarity(dark, bright)
+        contrast = {"dark": dark / n_read, "bright": bright / n_read}
+        rest = [(True, f) for f in factors if f != 1.0]
+        if invert and rest:
+            bar.total = total + len(chosen_paths) * len(rest)
+            found.update(_estimate(chosen_paths, model, config, params, rest, apix, device, bar)[0])
+    bar.close()
+    counts = [found[invert, f] for f in factors]
+    factor = choose_factor(factors, counts)
     table = pd.DataFrame({
         "factor": factors,
         "diameter_A": [params.diameter_A * f for f in factors],
-        "particles": [found[f] for f in factors],
-        "per_micrograph": [found[f] / n_read for f in factors],
+        "particles": counts,
+        "per_micrograph": [n / n_read for n in counts],
         "chosen": [f == factor for f in factors],
     })  # fmt: skip
-    return factor, table
+    return factor, table, {"polarity": "bright" if invert else "dark", "invert": invert, **contrast}
 
 
 def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickParams, factors: Sequence[float],
-                apix: float | None, sample: int, progress: bool = False) -> tuple[float, pd.DataFrame, dict]:
+                apix: float | None, sample: int, progress: bool = False,
+                polarity: str = "dark") -> tuple[float, pd.DataFrame, dict, dict]:
     """:func:`search_diameter` with the model loaded where it runs (a Dask worker: on a cluster the
     search runs on the workers, next to the GPUs, not on the submitting host), and where that was
     (:func:`pixer.pick.batch.worker_info`)."""
     from pixer.pick.batch import cached_model, worker_info
 
     model, config = cached_model(model_dir, device)
-    factor, table = search_diameter(paths, model, config, params, factors, apix=apix, device=device, sample=sample,
-                                    progress=progress)  # fmt: skip
-    return factor, table, worker_info()
+    factor, table, contrast = search_diameter(paths, model, config, params, factors, apix=apix, device=device,
+                                              sample=sample, progress=progress, polarity=polarity)  # fmt: skip
+    return factor, table, contrast, worker_info()

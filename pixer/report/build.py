@@ -152,6 +152,12 @@ def _accuracy(run: PickRun, truth: pd.DataFrame, diameter_px: float, radius_frac
 
 def _config_section(run: PickRun) -> str:
     facts = {k: run.record[k] for k in RECORD_KEYS if k in run.record}
+    if run.record.get("diameter_used_A") is not None:
+        facts["diameter used (Å)"] = run.record["diameter_used_A"]
+    contrast = run.record.get("contrast")
+    if isinstance(contrast, dict) and contrast.get("polarity"):
+        facts["particle contrast"] = (f"{contrast['polarity']}" + (", micrographs inverted" if contrast.get("invert")
+                                      else "") + (f" ({contrast['rule']})" if contrast.get("rule") else ""))
     parts = [f"<h3>Run</h3>{html.kv_table(facts)}" if facts else '<p class="note">No pixer_pick.json.</p>']
     if run.arguments:
         parts.append(f"<h3>pixer pick arguments</h3>{html.kv_table(run.arguments)}")
