@@ -158,6 +158,8 @@ def test_the_inverted_contrast_must_find_clearly_more():
     assert not choose_polarity(46.4, 11.4)  # EMPIAR-10947 (CryoPPP), the faintest real set
     assert not choose_polarity(0.0, 0.0)  # empty micrographs: nothing either way keeps cryo-EM's contrast
     assert not choose_polarity(10.0, 11.9) and choose_polarity(10.0, 12.0)
+    # a little junk passing for particles when inverted, where nothing stands out as they are
+    assert not choose_polarity(0.0, 1.9) and choose_polarity(0.0, 2.0)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ The same count tells the contrast: the networks learn cryo-EM micrographs, where
 darker than the ice, and on micrographs whose particles are brighter (negative stain, inverted
 files, some simulators) they find few or none (simulated ribosomes at −15 dB, inverted: F1 0).
 With ``polarity="auto"`` the sample is also picked inverted at the given diameter, and the run
-is inverted when that finds :data:`POLARITY_MARGIN` more particles (:func:`choose_polarity`).
+is inverted when that finds :data:`POLARITY_MARGIN` more particles, and at least
+:data:`POLARITY_MIN_PER_MICROGRAPH` per micrograph (:func:`choose_polarity`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ SEARCH_MARGIN = 0.05
 #: found 0-0.78 × as many (0.78: apoferritin's hollow shell, a ring either way), on the real CryoPPP
 #: sets 0.05-0.25 ×; the same sets inverted find 1.28 × (apoferritin) to far more.
 POLARITY_MARGIN = 0.2
+#: ... and at least this many particles per micrograph (a few junk spots that pass for particles
+#: when inverted, on micrographs where nothing stands out as they are, must not flip a run).
+POLARITY_MIN_PER_MICROGRAPH = 2.0
 #: ``polarity`` values: ``dark`` particles (cryo-EM), ``bright`` ones (the run is inverted), or ``auto``.
 POLARITIES = ("auto", "dark", "bright")
 #: Micrographs sampled (evenly over the run) by default.
@@ -97,22 +101,24 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
     return float(min(near, key=lambda fn: (round(abs(float(np.log(fn[0]))), 9), -fn[1]))[0])
 
 
-def choose_polarity(dark: float, bright: float, margin: float = POLARITY_MARGIN) -> bool:
-    """Whether to invert the run: the inverted micrographs hold ``margin`` more particles.
+def choose_polarity(dark: float, bright: float, margin: float = POLARITY_MARGIN,
+                    least: float = POLARITY_MIN_PER_MICROGRAPH) -> bool:
+    """Whether to invert the run: the inverted micrographs hold ``margin`` more particles, and at
+    least ``least`` per micrograph.
 
     Parameters
     ----------
     dark, bright
-        Estimated particles (beyond the model's background) as the micrographs
-        are, and inverted, at the same diameter.
+        Estimated particles per micrograph (beyond the model's background) as
+        the micrographs are, and inverted, at the same diameter.
 
     Returns
     -------
     bool
-        True to invert (the particles are brighter than the background); ties
-        and nothing found either way keep cryo-EM's dark particles.
+        True to invert (the particles are brighter than the background); ties,
+        and little or nothing found either way, keep cryo-EM's dark particles.
     """
-    return bright > 0 and bright >= (1.0 + margin) * dark
+    return bright >= least and bright >= (1.0 + margin) * dark
 
 
 def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict, params: PickParams,
@@ -210,9 +216,9 @@ def search_diameter(
                          "sampled micrograph")
     contrast: dict = {}
     if polarity == "auto":
-        dark, bright = found[False, 1.0], found[True, 1.0]
+        dark, bright = found[False, 1.0] / n_read, found[True, 1.0] / n_read
         invert = choose_polarity(dark, bright)
-        contrast = {"dark": dark / n_read, "bright": bright / n_read}
+        contrast = {"dark": dark, "bright": bright}
         rest = [(True, f) for f in factors if f != 1.0]
         if invert and rest:
             bar.total = total + len(chosen_paths) * len(rest)
