@@ -44,3 +44,17 @@ def test_probability_map_returns_the_kind_it_was_given():
     assert isinstance(a, np.ndarray) and isinstance(b, torch.Tensor)
     assert a.shape == tuple(b.shape) == (200, 300)
     np.testing.assert_allclose(a, b.numpy(), atol=1e-6)
+
+
+def test_invert_picks_the_negated_micrograph_on_both_chains(micrograph):
+    """``PickParams.invert`` is the same as picking ``-image``, on the numpy and the torch chain,
+    and a micrograph inverted and picked with ``invert`` gives the picks of the original."""
+    model, config = load_model(general_model_dir())
+    plain = PickParams(diameter_A=DIAMETER, threshold=0.3)
+    inverted = PickParams(diameter_A=DIAMETER, threshold=0.3, invert=True)
+    original, prob, _ = pick_image(micrograph, APIX, model, config, plain)
+    for image in (-micrograph, torch.from_numpy(-micrograph)):
+        back, prob_back, _ = pick_image(image, APIX, model, config, inverted)
+        np.testing.assert_allclose(prob_back, prob, atol=2e-3)
+        pred, _ = match_picks(back[["x", "y"]].to_numpy(), original[["x", "y"]].to_numpy(), radius=2.0)
+        assert len(original) > 30 and len(pred) >= 0.97 * max(len(back), len(original))
