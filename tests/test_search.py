@@ -188,7 +188,8 @@ def test_bright_particles_are_found_by_inverting_the_run(ribosome_both_ways, tmp
     nothing, unless the run checks the contrast (the default) and inverts them back."""
     sim, inverted, d = ribosome_both_ways
     common = ["pick", "--diameter", f"{d:g}", "--cluster", "none", "--no-progress", "--no-diameter-search"]
-    runs = {"as_is": (sim / "micrographs", []), "inverted": (inverted, []), "inverted_dark": (inverted, ["--polarity", "dark"]),
+    runs = {"as_is": (sim / "micrographs", []), "inverted": (inverted, []),
+            "inverted_dark": (inverted, ["--polarity", "dark"]),
             "inverted_bright": (inverted, ["--polarity", "bright"])}  # fmt: skip
     f1, contrast = {}, {}
     for name, (folder, extra) in runs.items():

@@ -116,7 +116,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particle contrast: dark (cryo-EM: darker than the ice), bright (negative stain, "
                              "inverted files: the micrographs are inverted first) or auto (default): with a model "
                              "that stores its background, the search sample is also picked inverted at --diameter "
-                             "and the run inverted when that finds 20 %% more particles (and 2 per micrograph); else dark")
+                             "and the run inverted when that finds 20 %% more particles (and 2 per micrograph); "
+                             "else dark")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
