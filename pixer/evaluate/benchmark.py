@@ -30,7 +30,6 @@ run through ``bench/compare_peers.py`` when it offers ``pick_<peer>`` (see
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import re
 import time
@@ -49,7 +48,7 @@ from pixer.io.coords import read_picks
 from pixer.io.micrographs import RASTER_SUFFIXES, TIFF_SUFFIXES, list_micrographs
 from pixer.io.paths import atomic_path, safe_relpath, write_text_atomic
 from pixer.models.general import GENERAL, resolve_model
-from pixer.pick.batch import gather_parts
+from pixer.report.run import load_run
 
 __all__ = ["TABLE_COLUMNS", "Dataset", "parse_peers", "read_samplesheet", "run_benchmark", "write_table"]
 
@@ -211,17 +210,11 @@ def _run_pixer(ds: Dataset, dest: Path, truth: pd.DataFrame | None, pick_options
     t0 = time.perf_counter()
     args._main(args)
     row = {"seconds": time.perf_counter() - t0}
-    record = json.loads((dest / "pixer_pick.json").read_text())
-    summary = pd.read_csv(dest / "summary.csv", dtype={"micrograph": str})
-    done = summary.loc[summary["status"] != "failed", "micrograph"].astype(str).tolist()
-    try:
-        picks = read_picks(dest / "picks.csv")
-    except PixerError:  # a run without any pick
-        picks = pd.DataFrame({"micrograph": pd.Series(dtype=str), "x": [], "y": [], "score": []})
-    row.update(n_micrographs=len(done), n_picks=len(picks), threshold=record.get("threshold"))
+    run = load_run(dest)  # a run without any pick has empty picks
+    row.update(n_micrographs=len(run.done()), n_picks=len(run.picks), threshold=run.record.get("threshold"))
     if truth is not None:
-        candidates = gather_parts(dest, done)
-        row.update(_score(picks, candidates if len(candidates) else picks, truth, ds.diameter_A / record["apix"]))
+        curve = run.candidates if run.candidates is not None else run.picks
+        row.update(_score(run.picks, curve, truth, ds.diameter_A / run.record["apix"]))
     return row
 
 

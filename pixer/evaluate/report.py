@@ -19,7 +19,6 @@ from pixer.evaluate.metrics import evaluate
 from pixer.evaluate.plots import plot_pr_curve
 from pixer.io.coords import read_csv, read_picks
 from pixer.io.paths import atomic_path, write_text_atomic
-from pixer.pick.batch import gather_parts
 
 #: Keys of :func:`pixer.evaluate.metrics.evaluate` that describe the score sweep (the curve), not the picks as kept.
 CURVE_KEYS = ("best_f1", "best_threshold", "best_precision", "best_recall", "auprc", "precision_curve",
@@ -43,25 +42,19 @@ def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
 
 
 def read_run_candidates(folder: Path) -> pd.DataFrame | None:
-    """Every candidate a ``pixer pick`` run stored in ``parts/`` (micrographs not failed).
+    """Every candidate a ``pixer pick`` run stored in ``parts/`` (micrographs not failed), as
+    :func:`pixer.report.run.load_run` reads them.
 
     The parts keep every candidate above the candidate floor, so their scores
     sweep the whole precision-recall curve, where ``picks.csv`` holds only the
     picks above the run's threshold. None when ``folder`` is not a run folder
     with parts, or its parts hold no candidate.
     """
-    summary_path = folder / "summary.csv"
-    if not folder.is_dir() or not (folder / "parts").is_dir() or not summary_path.is_file():
+    from pixer.report.run import load_run
+
+    if not folder.is_dir() or not (folder / "parts").is_dir():
         return None
-    try:
-        summary = pd.read_csv(summary_path, dtype={"micrograph": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PixerError(f"{summary_path}: not a readable CSV ({type(exc).__name__})") from None
-    if not {"micrograph", "status"} <= set(summary.columns):
-        raise PixerError(f"{summary_path}: not a pixer summary (needs micrograph and status columns)")
-    done = summary.loc[summary["status"].astype(str) != "failed", "micrograph"].astype(str).tolist()
-    candidates = gather_parts(folder, done)
-    return candidates if len(candidates) else None
+    return load_run(folder).candidates
 
 
 def _table_apix(table: pd.DataFrame) -> float | None:
