@@ -23,7 +23,8 @@ Stages (``--stages``, default all):
   per ``--model``; the best F1 wins;
 * ``train``    pixer fine-tuned per data set on ``trainval`` (``--ft-steps``; from scratch, or from
   ``--ft-init general``);
-* ``test``     every picker on the test split; table + PR curves;
+* ``test``     every picker on the test split; table + PR curves; ``lattice`` is the chance level, an
+  image-blind hexagonal lattice of picks (``pixer.evaluate.baseline``), for reference;
 * ``control``  simulated micrographs with no particles (interference on), picks per micrograph.
 
 Example::
@@ -237,6 +238,20 @@ def pick_topaz_folder(folder: Path, out: Path, diameter_px: float, scale: int) -
             "command": " ".join(map(str, pre)) + " && " + " ".join(map(str, ext))}
 
 
+def pick_lattice_folder(folder: Path, diameter_px: float, truth: pd.DataFrame) -> dict:
+    """The chance level: an image-blind hex lattice 1 d apart (its best F1 over spacings 0.6-1.2 d;
+    :mod:`pixer.evaluate.baseline`)."""
+    from pixer.evaluate.baseline import chance_level, lattice_picks
+    from pixer.io.micrographs import read_micrograph
+
+    shapes = {m.name: read_micrograph(m, apix=APIX, raw=True).data.shape
+              for m in sorted((folder / "micrographs").glob("*.mrc"))}
+    picks = lattice_picks(shapes, diameter_px, 0.5 * diameter_px)
+    best = chance_level(truth, shapes, diameter_px)
+    return {"default": picks, "curve": picks, "seconds": 0.0, "threshold": f"lattice 1 d (best {best['spacing']:g} d)",
+            "best_f1": best["f1"], "command": "pixer.evaluate.baseline.chance_level"}
+
+
 # --- `pixer benchmark --peers` interface (also re-exported by compare_peers.py) -----------------
 
 def _stage(micrographs: list[Path], out: Path, apix: float | None) -> tuple[Path, float]:
@@ -387,6 +402,8 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
             w = best_setting(tuned, ds, "relion", 0.1)
             runs.append((f"relion[±{w:g}]", lambda w=w: pick_relion_folder(folder, work / "test" / ds / "relion",
                                                                           d, w)))
+        if "lattice" in pickers:
+            runs.append(("lattice", lambda: pick_lattice_folder(folder, d, truth)))
         for label, fn in runs:
             try:
                 r = fn()
@@ -396,12 +413,16 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
                 continue
             m = score(r["default"], r["curve"], truth, d)
             curves[(ds, label)] = m.pop("_curve")
+            if "best_f1" in r:  # not from a score sweep: no curve, no AUPRC
+                m.update(best_f1=r["best_f1"], best_threshold=None, auprc=None)
+                curves.pop((ds, label))
             row = {"dataset": ds, "picker": label, "status": "ok", "n_micrographs": n, **m,
                    "threshold": r.get("threshold"), "picks_per_mic": m["n_picks"] / n,
                    "s_per_mic": r["seconds"] / n, "command": r.get("command")}
             rows.append(row)
             print(f"{ds} {label}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} | best F1 "
-                  f"{m['best_f1']:.3f} AUPRC {m['auprc']:.3f} | {row['picks_per_mic']:.0f} picks/mic, "
+                  f"{m['best_f1']:.3f} AUPRC {'-' if m['auprc'] is None else format(m['auprc'], '.3f')} | "
+                  f"{row['picks_per_mic']:.0f} picks/mic, "
                   f"{row['s_per_mic']:.1f} s/mic", flush=True)
             if "score_gt_0" in r:
                 m0 = score(r["score_gt_0"], r["score_gt_0"], truth, d)
@@ -508,7 +529,8 @@ def main() -> None:
     p.add_argument("--model", nargs="+", default=[], metavar="NAME=DIR",
                    help="pixer models to test; '{ds}' in DIR is replaced by the data set id "
                         "(e.g. ft=/tmp/pixer_real/models/ft_{ds})")
-    p.add_argument("--pickers", nargs="+", default=["pixer", "topaz", "relion"])
+    p.add_argument("--pickers", nargs="+", default=["pixer", "topaz", "relion", "lattice"],
+                   help="pixer, topaz, relion and lattice (the image-blind chance level; test stage only)")
     p.add_argument("--topaz-scales", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--relion-windows", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     p.add_argument("--ft-steps", type=int, default=300)

@@ -43,14 +43,15 @@ def test_benchmark_two_datasets(sets, tmp_path, monkeypatch, capsys):
     sheet = sets / "samplesheet.csv"
     # Relative paths resolve against the samplesheet's folder, not the current one.
     sheet.write_text(HEADER + "SIM-A,setA/micrographs,,120,setA/particles.star,,\n"
-                              "SIM-B,setB/micrographs/*.mrc,4,120,setB/particles.star,model,relion\n")  # fmt: skip
+                              "SIM-B,setB/micrographs/*.mrc,4,120,setB/particles.star,model,\"relion,lattice\"\n")  # fmt: skip
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench"
     assert main(["benchmark", "--samplesheet", str(sheet), "--model", str(sets / "model"), "--out", str(out),
                  "--cluster", "none", "--no-progress"]) == 0  # fmt: skip
     table = pd.read_csv(out / "benchmark.csv")
     assert list(table.columns) == TABLE_COLUMNS
-    assert list(zip(table["dataset"], table["picker"])) == [("SIM-A", "pixer"), ("SIM-B", "pixer"), ("SIM-B", "relion")]
+    assert list(zip(table["dataset"], table["picker"])) == [("SIM-A", "pixer"), ("SIM-B", "pixer"), ("SIM-B", "relion"),
+                                                                 ("SIM-B", "lattice")]
     pixer = table[table["picker"] == "pixer"].set_index("dataset")
     assert (pixer["status"] == "ok").all()
     for name in ("SIM-A", "SIM-B"):
@@ -61,6 +62,12 @@ def test_benchmark_two_datasets(sets, tmp_path, monkeypatch, capsys):
     assert pixer.loc["SIM-A", "best_f1"] > 0.8  # the set the model was trained on
     relion = table[table["picker"] == "relion"].iloc[0]
     assert relion["status"] == "ok" or relion["status"].startswith(("not available", "failed"))
+    # the chance level: an image-blind lattice, far below a picker on sparse particles
+    lattice = table[table["picker"] == "lattice"].iloc[0]
+    assert lattice["status"] == "ok" and lattice["n_true"] == pixer.loc["SIM-B", "n_true"]
+    assert np.isnan(lattice["auprc"]) and lattice["f1"] <= lattice["best_f1"] < 0.5
+    assert pixer.loc["SIM-B", "best_f1"] > lattice["best_f1"] + 0.2, (pixer.loc["SIM-B", "best_f1"], lattice["best_f1"])
+    assert len(read_picks(out / "SIM-B" / "lattice" / "picks.csv")) == lattice["n_picks"]
     md = (out / "benchmark.md").read_text()
     assert "| SIM-A | pixer | ok |" in md and "SIM-B" in md
     assert (out / "benchmark.png").stat().st_size > 5000

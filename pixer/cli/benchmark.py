@@ -9,13 +9,15 @@ before any work. Per data set pixer pick runs into OUT/<dataset>/pixer
 (rerunning resumes) and is scored against the truth: precision / recall / F1
 at the run's own threshold, best F1 and AUPRC over every candidate. Peers run
 through bench/compare_peers.py when it offers them and they are installed;
-otherwise the table says "not available". Written: OUT/benchmark.csv,
+otherwise the table says "not available". The peer lattice is built in: the
+chance level, an image-blind hexagonal lattice of picks, to read F1 against on
+densely packed data. Written: OUT/benchmark.csv,
 OUT/benchmark.md and OUT/benchmark.png (bar plot of best F1 / AUPRC / F1 at
 the default threshold per data set and picker). See docs/benchmark.md.
 
 example:
   pixer benchmark --samplesheet samplesheet.csv --model model --out bench_out
-  pixer benchmark --samplesheet cryoppp.csv --model model --out bench_out --peers relion,topaz --cluster none
+  pixer benchmark --samplesheet cryoppp.csv --model model --out bench_out --peers relion,topaz,lattice --cluster none
 """
 
 from __future__ import annotations

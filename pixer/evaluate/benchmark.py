@@ -11,7 +11,7 @@ apix           micrograph pixel size in Å/px; empty when the files carry it (MR
 diameter       particle diameter in Å
 truth          optional: coordinates (file, folder, glob) or a folder of disc masks
 model          optional: pixer model folder for this row (default: ``--model``)
-peers          optional: other pickers for this row, e.g. ``relion,topaz``
+peers          optional: other pickers for this row, e.g. ``relion,topaz,lattice``
 =============  ==========================================================================
 
 Relative paths resolve against the samplesheet's folder. Every row is checked
@@ -24,7 +24,10 @@ Per data set, ``pixer pick`` runs once (in this process) into
 the curve (best F1, AUPRC), both with :func:`pixer.evaluate.evaluate`. Peers
 run through ``bench/compare_peers.py`` when it offers ``pick_<peer>`` (see
 ``docs/benchmark.md``) and the peer is installed; otherwise the table says
-"not available". The table is written as CSV, markdown and a bar plot.
+"not available". ``lattice`` is built in: the chance level, an image-blind hexagonal
+lattice of picks (:mod:`pixer.evaluate.baseline`); its F1 is at one diameter's
+spacing, its best F1 the best over spacings 0.6-1.2 diameters (no AUPRC: it has no
+ranking). The table is written as CSV, markdown and a bar plot.
 """
 
 from __future__ import annotations
@@ -42,10 +45,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pixer.errors import PixerError, file_error
+from pixer.evaluate.baseline import chance_level, lattice_picks
 from pixer.evaluate.masks import is_mask_source, read_mask_truth
 from pixer.evaluate.metrics import evaluate
 from pixer.io.coords import read_picks
-from pixer.io.micrographs import RASTER_SUFFIXES, TIFF_SUFFIXES, list_micrographs
+from pixer.io.micrographs import (
+    RASTER_SUFFIXES,
+    TIFF_SUFFIXES,
+    list_micrographs,
+    read_micrograph,
+)
 from pixer.io.paths import atomic_path, safe_relpath, write_text_atomic
 from pixer.models.general import GENERAL, resolve_model
 from pixer.report.run import load_run
@@ -54,7 +63,7 @@ __all__ = ["TABLE_COLUMNS", "Dataset", "parse_peers", "read_samplesheet", "run_b
 
 REQUIRED = ("dataset", "micrographs", "diameter")
 OPTIONAL = ("apix", "truth", "model", "peers")
-KNOWN_PEERS = ("relion", "topaz")
+KNOWN_PEERS = ("relion", "topaz", "lattice")
 #: Columns of the comparison table, in order.
 TABLE_COLUMNS = ["dataset", "picker", "status", "n_micrographs", "n_true", "n_picks", "threshold", "precision",
                  "recall", "f1", "best_f1", "best_threshold", "auprc", "seconds"]  # fmt: skip
@@ -232,8 +241,36 @@ def _peer_function(name: str):
     return (fn, "") if callable(fn) else (None, f"{PEERS_SCRIPT.name} has no pick_{name}()")
 
 
+def _run_lattice(ds: Dataset, dest: Path, truth: pd.DataFrame | None) -> dict:
+    """The chance level (:func:`pixer.evaluate.baseline.chance_level`) on one data set; its picks
+    at one diameter's spacing go to ``dest/picks.csv``."""
+    t0 = time.perf_counter()
+    shapes, apix = {}, ds.apix
+    for path in list_micrographs(ds.micrographs):
+        mic = read_micrograph(path, apix=ds.apix, raw=True)
+        shapes[path.name] = tuple(mic.data.shape)
+        apix = apix or mic.apix
+    if not apix:
+        return {"status": "failed: pixel size unknown"}
+    d = ds.diameter_A / apix
+    picks = lattice_picks(shapes, d, 0.5 * d)
+    dest.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest / "picks.csv") as tmp:
+        picks.to_csv(tmp, index=False, float_format="%.2f")
+    row = {"threshold": "image-blind hex lattice, 1 d apart", "n_micrographs": len(shapes), "n_picks": len(picks)}
+    if truth is not None:
+        at = evaluate(picks, truth, diameter_px=d)
+        best = chance_level(truth, shapes, d)
+        row.update(n_true=at["n_true"], precision=at["precision"], recall=at["recall"], f1=at["f1"],
+                   best_f1=best["f1"], best_threshold=np.nan, auprc=np.nan,
+                   threshold=f"{row['threshold']} (best F1: {best['spacing']:g} d)")
+    return {**row, "seconds": time.perf_counter() - t0}
+
+
 def _run_peer(name: str, ds: Dataset, dest: Path, truth: pd.DataFrame | None) -> dict:
     """One peer on one data set: its scores, or ``status`` saying why not."""
+    if name == "lattice":
+        return _run_lattice(ds, dest, truth)
     fn, why = _peer_function(name)
     if fn is None:
         return {"status": f"not available: {why}"}
