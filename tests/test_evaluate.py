@@ -34,6 +34,10 @@ def test_mic_key():
     assert mic_key(r"C:\data\mic_001_manualpick.box") == "mic_001"
     assert mic_key("mic_001_pixer_coords.txt") == "mic_001"
     assert mic_key("mic_001") == "mic_001"
+    # a dot inside the name is not an extension: a coordinate file's stem keeps it
+    assert mic_key("set_2.5A_10dB_000.mrc") == mic_key("set_2.5A_10dB_000_autopick") == "set_2.5A_10dB_000"
+    assert mic_key("run_1.2_mic") == "run_1.2_mic" and mic_key("a.mrc.tiff") == "a.mrc"
+    assert mic_key(".hidden") == ".hidden"
 
 
 def test_match_hand_case():

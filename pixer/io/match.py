@@ -20,6 +20,9 @@ from pixer.errors import PixerError
 #: Suffixes that coordinate files add to the micrograph stem.
 COORD_SUFFIXES = ("_autopick", "_manualpick", "_pick", "_pixer", "_coords")
 _CRYOSPARC_UID = re.compile(r"^\d{15,}_")
+#: What a file extension looks like: a letter, then at most 5 letters or digits (``mrc``, ``star``,
+#: ``tiff``, ``cbox``). A dot followed by anything else is part of the name (``set_2.5A_mic_001``).
+_EXTENSION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,5}")
 
 
 def _strip_coord_suffix(stem: str) -> str:
@@ -37,7 +40,8 @@ def name_keys(name: str) -> list[str]:
     """Keys of a name from most to least specific: exact, basename, stem,
     stem without a coordinate-file suffix, stem without a cryoSPARC UID."""
     base = PurePosixPath(name.replace("\\", "/")).name
-    stem = base.rsplit(".", 1)[0] if "." in base else base
+    head, dot, ext = base.rpartition(".")
+    stem = head if dot and head and _EXTENSION.fullmatch(ext) else base
     stripped = _strip_coord_suffix(stem)
     return [name, base, stem, stripped, _CRYOSPARC_UID.sub("", stripped)]
 
