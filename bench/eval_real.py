@@ -241,11 +241,9 @@ def pick_topaz_folder(folder: Path, out: Path, diameter_px: float, scale: int) -
 def pick_lattice_folder(folder: Path, diameter_px: float, truth: pd.DataFrame) -> dict:
     """The chance level: an image-blind hex lattice 1 d apart (its best F1 over spacings 0.6-1.2 d;
     :mod:`pixer.evaluate.baseline`)."""
-    from pixer.evaluate.baseline import chance_level, lattice_picks
-    from pixer.io.micrographs import read_micrograph
+    from pixer.evaluate.baseline import chance_level, lattice_picks, micrograph_shapes
 
-    shapes = {m.name: read_micrograph(m, apix=APIX, raw=True).data.shape
-              for m in sorted((folder / "micrographs").glob("*.mrc"))}
+    shapes = micrograph_shapes(sorted((folder / "micrographs").glob("*.mrc")), APIX)
     picks = lattice_picks(shapes, diameter_px, 0.5 * diameter_px)
     best = chance_level(truth, shapes, diameter_px)
     return {"default": picks, "curve": picks, "seconds": 0.0, "threshold": f"lattice 1 d (best {best['spacing']:g} d)",

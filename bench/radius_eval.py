@@ -24,10 +24,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_real import APIX, DIAMETER_PX, read_any, truth_of
 
-from pixer.evaluate.baseline import chance_level
+from pixer.evaluate.baseline import chance_level, micrograph_shapes
 from pixer.evaluate.matching import match_picks, mic_key
 from pixer.evaluate.metrics import evaluate
-from pixer.io.micrographs import read_micrograph
 from pixer.report.run import load_run
 
 
@@ -80,8 +79,7 @@ def main() -> None:
             row.update({f"best_f1@{r:g}d": evaluate(c, truth, d, radius_fraction=r)["best_f1"] for r in a.radii})
             rows.append(row)
             print(row, flush=True)
-        mics = sorted((work / "mrc" / ds / "test" / "micrographs").glob("*.mrc"))
-        shapes = {m.name: read_micrograph(m, apix=APIX, raw=True).data.shape for m in mics}
+        shapes = micrograph_shapes(sorted((work / "mrc" / ds / "test" / "micrographs").glob("*.mrc")), APIX)
         row = {"dataset": ds, "picker": "lattice (chance)", "median_error_px": float("nan")}
         row.update({f"best_f1@{r:g}d": chance_level(truth, shapes, d, radius_fraction=r)["f1"] for r in a.radii})
         rows.append(row)

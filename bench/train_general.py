@@ -137,8 +137,10 @@ def _subset(rng: np.random.Generator, name: str, kind: str, apix: float, size: i
 
 
 def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_RANGE_DB,
-         empties: float = 1.0) -> list[dict]:
-    """The training subsets: one dict of simulate_dataset arguments + augmentation per subset."""
+         empties: float = 1.0, on_carbon: float = 0.0) -> list[dict]:
+    """The training subsets: one dict of simulate_dataset arguments + augmentation per subset.
+    ``on_carbon`` > 0: in that fraction of the micrographs with carbon, particles sit on it too
+    (the simulator's ``interference["on_carbon"]``; no random draws here, so the mix is otherwise the same)."""
     rng = np.random.default_rng(seed)
     kinds = DEMOS * 3 + EXTRA * 2  # demos weighted a little more
     n_subsets = max(len(kinds), int(round(48 * scale)))
@@ -155,6 +157,8 @@ def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_R
         else:
             interference = dict(carbon=float(rng.uniform(0, 0.7)), ice_gradient=1.0,
                                 contaminants=float(rng.uniform(0, 2.5)), aggregates=float(rng.uniform(0, 3)))
+            if on_carbon > 0:
+                interference["on_carbon"] = on_carbon
         subsets.append(_subset(rng, f"s{i:03d}_{kind}", kind, apix, size, defocus, 1000 + i, ppm, interference,
                                snr_range=snr_range))
     # Crowded grids (EMPIAR-10059/10947 cover ~60 % of the area with touching particles) and empty
@@ -174,6 +178,8 @@ def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_R
                         if dense else
                         dict(carbon=float(rng2.uniform(0.3, 1.0)), ice_gradient=1.0,
                              contaminants=float(rng2.uniform(1, 4)), aggregates=float(rng2.uniform(1, 4))))
+        if dense and on_carbon > 0:
+            interference["on_carbon"] = on_carbon
         subsets.append(_subset(rng2, f"{'d' if dense else 'e'}{i:03d}_{kind}", kind, apix, size, defocus, 5000 + i,
                                ppm, interference, snr_range=snr_range,
                                min_distance_fraction=round(spacing, 3) if dense else None))
@@ -344,6 +350,9 @@ def main(argv=None) -> int:
                    help="SNR range (dB) of the training subsets, drawn uniformly (default -20 -3)")
     p.add_argument("--empties", type=float, default=1.0,
                    help="factor on the number of empty (junk-only) subsets, 4 x scale by default")
+    p.add_argument("--on-carbon", type=float, default=0.0, metavar="P",
+                   help="probability that particles also sit on the carbon film of a micrograph with carbon "
+                        "(default 0: particles keep off all junk)")
     p.add_argument("--max-picks-per-empty", type=float, default=1.0,
                    help="the own threshold leaves at most this many picks per empty calibration micrograph")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -361,7 +370,7 @@ def main(argv=None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     t0 = time.perf_counter()
     snr_range = tuple(args.snr_range)
-    subsets = plan(args.scale, snr_range=snr_range, empties=args.empties)
+    subsets = plan(args.scale, snr_range=snr_range, empties=args.empties, on_carbon=args.on_carbon)
     (work / "mix.json").write_text(json.dumps(subsets, indent=1) + "\n")
     simulate_all(work, subsets, args.jobs)
     t_sim = time.perf_counter() - t0

@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from pixer.evaluate.baseline import chance_level, hex_lattice, lattice_picks
+from pixer.evaluate.baseline import (
+    chance_level,
+    hex_lattice,
+    lattice_picks,
+    micrograph_shapes,
+)
 
 
 def test_hex_lattice_geometry():
@@ -61,11 +66,11 @@ def test_chance_level_on_cryoppp_masks(shared_data, dataset, diameter, lo, hi):
     packed 10059 / 10947 an image-blind lattice reaches F1 ~0.6 within 0.5 d (docs/real_data.md,
     "Chance level"); on 10028, with space between particles, ~0.35."""
     from pixer.evaluate.masks import read_mask_truth
-    from pixer.io.micrographs import read_micrograph
 
     root = shared_data / "cryoppp_subset" / dataset / "test"
     images = sorted((root / "images").glob("*.png"))
     truth = read_mask_truth(root / "labels", images)
-    shapes = {p.name: read_micrograph(p, apix=1.0).data.shape for p in images}
+    shapes = micrograph_shapes(images, apix=1.0)
+    assert set(shapes.values()) == {(1024, 1024)}
     got = chance_level(truth, shapes, diameter)
     assert lo < got["f1"] < hi, got

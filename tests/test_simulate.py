@@ -123,6 +123,29 @@ def test_micrograph_snr_mask_and_table(apo4):
     assert res.signal[res.mask > 0].mean() < res.signal[res.mask == 0].mean()
 
 
+def test_particles_on_carbon_only_when_asked(apo4):
+    """interference["on_carbon"]: particles may also sit on the carbon film; without it no centre
+    is on junk; and the key costs no random draw when absent or 0."""
+    kw = {"carbon": 1.0, "contaminants": 1.0, "aggregates": 1.0}
+    rng_seed = 5
+    args = (apo4, 4.0, (384, 384), 4.0, 60, -6.0)
+
+    def on_junk(res):
+        df = res.particles
+        cx = np.round(df.x - df.origin_x_A / 4.0).astype(int)
+        cy = np.round(df.y - df.origin_y_A / 4.0).astype(int)
+        return res.junk_mask[cy, cx].astype(bool), res.mask[cy, cx].astype(bool)
+
+    off = simulate_micrograph(*args, np.random.default_rng(rng_seed), interference=kw)
+    assert not on_junk(off)[0].any()
+    zero = simulate_micrograph(*args, np.random.default_rng(rng_seed), interference={**kw, "on_carbon": 0.0})
+    assert np.array_equal(zero.image, off.image)  # same stream: no draw for an absent / zero probability
+    on = simulate_micrograph(*args, np.random.default_rng(rng_seed), interference={**kw, "on_carbon": 1.0})
+    junk, masked = on_junk(on)
+    assert junk.sum() >= 3 and masked.all()  # some particles on the carbon, each in the particle mask
+    assert len(on.particles) > len(off.particles)
+
+
 def test_isolated_particle_centre(apo4):
     """The CTF-free projection is centred on x - origin_x_A / apix (also with resampling)."""
     vol2 = demo_density("apoferritin", 2.0)

@@ -14,14 +14,17 @@ Units: pixels of the micrographs (the caller converts Å).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pixer.evaluate.metrics import evaluate
+from pixer.io.micrographs import read_micrograph
 
-__all__ = ["LATTICE_SPACINGS", "chance_level", "hex_lattice", "lattice_picks"]
+__all__ = ["LATTICE_SPACINGS", "chance_level", "hex_lattice", "lattice_picks", "micrograph_shapes"]
 
 #: Lattice spacings tried by :func:`chance_level`, as fractions of the particle diameter.
 LATTICE_SPACINGS = (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
@@ -54,6 +57,14 @@ def hex_lattice(shape: tuple[int, int], spacing_px: float, edge_px: float = 0.0)
         xs = np.arange(edge_px + (spacing_px / 2.0 if i % 2 else 0.0), w - 1 - edge_px + 1e-9, spacing_px)
         rows.append(np.stack([xs, np.full_like(xs, y)], axis=1))
     return np.concatenate(rows) if rows else np.zeros((0, 2))
+
+
+def micrograph_shapes(paths: Iterable[str | os.PathLike], apix: float | None = None) -> dict[str, tuple[int, int]]:
+    """File name → ``(h, w)`` in pixels, from the headers (MRC is memory-mapped, not read).
+
+    ``apix`` is passed to the reader for formats without a pixel size (PNG, JPEG).
+    """
+    return {Path(p).name: tuple(read_micrograph(p, apix=apix, raw=True).data.shape) for p in paths}
 
 
 def lattice_picks(shapes: Mapping[str, tuple[int, int]], spacing_px: float, edge_px: float = 0.0) -> pd.DataFrame:

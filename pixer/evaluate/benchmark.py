@@ -45,7 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pixer.errors import PixerError, file_error
-from pixer.evaluate.baseline import chance_level, lattice_picks
+from pixer.evaluate.baseline import chance_level, lattice_picks, micrograph_shapes
 from pixer.evaluate.masks import is_mask_source, read_mask_truth
 from pixer.evaluate.metrics import evaluate
 from pixer.io.coords import read_picks
@@ -245,13 +245,11 @@ def _run_lattice(ds: Dataset, dest: Path, truth: pd.DataFrame | None) -> dict:
     """The chance level (:func:`pixer.evaluate.baseline.chance_level`) on one data set; its picks
     at one diameter's spacing go to ``dest/picks.csv``."""
     t0 = time.perf_counter()
-    shapes, apix = {}, ds.apix
-    for path in list_micrographs(ds.micrographs):
-        mic = read_micrograph(path, apix=ds.apix, raw=True)
-        shapes[path.name] = tuple(mic.data.shape)
-        apix = apix or mic.apix
+    files = list_micrographs(ds.micrographs)
+    shapes = micrograph_shapes(files, ds.apix)
+    apix = ds.apix or read_micrograph(files[0], raw=True).apix
     if not apix:
-        return {"status": "failed: pixel size unknown"}
+        return {"status": f"failed: {files[0].name}: pixel size unknown (give apix in the samplesheet)"}
     d = ds.diameter_A / apix
     picks = lattice_picks(shapes, d, 0.5 * d)
     dest.mkdir(parents=True, exist_ok=True)

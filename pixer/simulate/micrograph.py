@@ -18,7 +18,9 @@ Image model (all arrays ``(h, w)``, ``img[y, x]``)::
   holes filled.
 * **junk_mask** marks interference: carbon, contaminant blobs and aggregates (not
   the ice gradient, which covers everything). No particle centre lies within a
-  particle radius of junk.
+  particle radius of junk, except on carbon when ``interference["on_carbon"]`` (a
+  probability per micrograph, default 0) lets particles adsorb to the carbon film as
+  well; they are then particles like any other (mask, truth).
 * **Interference** (``interference`` dict, see :data:`DEFAULT_INTERFERENCE`):
   ``carbon`` and ``ice_gradient`` are probabilities, ``contaminants`` and
   ``aggregates`` Poisson means per micrograph. Amplitudes scale with the noise level.
@@ -110,11 +112,12 @@ def _smooth_field(rng, shape, scale_px):
 
 
 def _interference(rng, shape, apix, diameter_px, cfg):
-    """Background ``(h, w)`` in noise-sigma units and the junk mask (bool)."""
+    """Background ``(h, w)`` in noise-sigma units, the junk mask and its carbon part (bools)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     bg = np.zeros(shape, np.float32)
     junk = np.zeros(shape, bool)
+    on_carbon = np.zeros(shape, bool)
     if rng.random() < cfg.get("ice_gradient", 0.0):
         a = rng.uniform(0, 2 * np.pi)
         ramp = (np.cos(a) * (xx - w / 2) + np.sin(a) * (yy - h / 2)) / max(h, w)
@@ -130,7 +133,8 @@ def _interference(rng, shape, apix, diameter_px, cfg):
         carbon = 0.5 * (1 + np.tanh(inside / 2.0))
         texture = _smooth_field(rng, shape, 3.0)
         bg -= carbon * (rng.uniform(0.4, 0.9) + 0.3 * texture)
-        junk |= inside > -diameter_px / 4
+        on_carbon = inside > -diameter_px / 4
+        junk |= on_carbon
     for _ in range(rng.poisson(cfg.get("contaminants", 0.0))):
         r = rng.uniform(0.6, 2.5) * diameter_px
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -141,7 +145,8 @@ def _interference(rng, shape, apix, diameter_px, cfg):
         bg -= rng.uniform(2.0, 4.0) * 0.5 * (1 - np.tanh(dist / 3.0))
         bg += 0.6 * np.exp(-(((dist - 4.0) / 3.0) ** 2))  # bright Fresnel fringe
         junk |= dist < diameter_px / 4
-    return bg, junk
+        on_carbon &= ~(dist < diameter_px / 4)
+    return bg, junk, on_carbon
 
 
 def _ctf_filter(image: np.ndarray, apix: float, ctf_kw: dict, pad: int) -> np.ndarray:
@@ -238,7 +243,9 @@ def simulate_micrograph(
     ctf_kw = dict(defocus_u=du, defocus_v=dv, defocus_angle=dang, voltage=voltage, cs=cs, amp_contrast=amp_contrast)
 
     # --- interference geometry (background in noise units, filled in below)
-    bg_unit, junk = _interference(rng, shape, apix, diam_px, cfg)
+    bg_unit, junk, carbon = _interference(rng, shape, apix, diam_px, cfg)
+    # particles may sit on the carbon film in this micrograph (no draw when not asked: streams unchanged)
+    place_on_carbon = cfg.get("on_carbon", 0.0) > 0 and rng.random() < cfg["on_carbon"]
     n_agg = rng.poisson(cfg.get("aggregates", 0.0))
     agg_centres = rng.uniform((0, 0), (w, h), size=(n_agg, 2))
     agg_sizes = rng.integers(4, 11, size=n_agg)
@@ -251,7 +258,8 @@ def simulate_micrograph(
         y0, y1, x0, x1 = (max(0, int(cy - r)), min(h, int(cy + r) + 1), max(0, int(cx - r)), min(w, int(cx + r) + 1))
         yy, xx = np.mgrid[y0:y1, x0:x1]
         junk[y0:y1, x0:x1] |= np.hypot(xx - cx, yy - cy) < r
-    allowed = ndi.distance_transform_edt(~junk) if junk.any() else np.full(shape, np.inf)
+    keep_out = junk & ~carbon if place_on_carbon else junk
+    allowed = ndi.distance_transform_edt(~keep_out) if keep_out.any() else np.full(shape, np.inf)
     centres = _place(rng, n_particles, shape, 0.5 * radius, min_dist, allowed, radius)
     n = len(centres)
     rot, tilt, psi = random_euler(rng, n + len(agg_xy))
