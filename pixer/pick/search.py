@@ -208,7 +208,8 @@ def search_diameter(
     invert = polarity == "bright"
     settings = [(invert, f) for f in factors] + ([(True, 1.0)] if polarity == "auto" else [])
     total = len(chosen_paths) * len(settings)
-    bar = tqdm(total=total, desc="diameter search", disable=not progress, leave=False)
+    what = [w for w, on in (("diameter search", len(factors) > 1), ("contrast check", polarity == "auto")) if on]
+    bar = tqdm(total=total, desc=" + ".join(what) or "diameter search", disable=not progress, leave=False)
     found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar)
     if not n_read:
         bar.close()
