@@ -213,3 +213,23 @@ def test_bright_particles_are_found_by_inverting_the_run(ribosome_both_ways, tmp
     summary = json.loads((tmp_path / "inverted_dark" / "pixer_pick.json").read_text())
     assert summary["n_skipped"] == 0 and summary["contrast"]["invert"], summary
     assert _f1(tmp_path / "inverted_dark", sim, d) == pytest.approx(f1["inverted"], abs=1e-9)
+
+
+def test_search_crop_keeps_small_micrographs_and_centres_large_ones():
+    """The search picks at most SEARCH_MAX_SIDE_PX binned pixels per side of each sample micrograph."""
+    import numpy as np
+
+    from pixer.pick.search import SEARCH_MAX_SIDE_PX, search_crop
+
+    config = {"particle_px": 24}
+    small = np.zeros((1024, 1024), np.float32)
+    assert search_crop(small, 2.0, config, 120.0).shape == (1024, 1024)  # 410² binned: whole
+    big = np.arange(4096 * 3000, dtype=np.float32).reshape(4096, 3000)
+    crop = search_crop(big, 1.0, config, 96.0)  # binned to 4 Å/px: 1024 binned px = 4096 raw px
+    assert crop.shape == (4096, 3000)
+    crop = search_crop(big, 0.5, config, 96.0)  # 8× binning: at most 1024 · 8 = 8192 raw px: whole
+    assert crop.shape == (4096, 3000)
+    crop = search_crop(big, 2.0, config, 96.0)  # 2× binning: 2048 raw px, centred
+    assert crop.shape == (2048, 2048) and np.shares_memory(crop, big)
+    assert crop[0, 0] == big[1024, 476] and crop[-1, -1] == big[1024 + 2047, 476 + 2047]
+    assert SEARCH_MAX_SIDE_PX == 1024
