@@ -344,7 +344,8 @@ def _line(row: dict) -> str:
         return row["status"]
     if row.get("best_f1") is None or pd.isna(row.get("best_f1")):
         return f"{row.get('n_picks')} picks (no truth)"
-    return f"F1 {row['f1']:.3f} at threshold {row['threshold']}, best F1 {row['best_f1']:.3f}, AUPRC {row['auprc']:.3f}"
+    auprc = "-" if pd.isna(row.get("auprc")) else f"{row['auprc']:.3f}"
+    return f"F1 {row['f1']:.3f} at threshold {row['threshold']}, best F1 {row['best_f1']:.3f}, AUPRC {auprc}"
 
 
 def _markdown(table: pd.DataFrame) -> str:
