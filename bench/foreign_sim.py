@@ -4,9 +4,10 @@ pixer's general model is trained on ``pixer.simulate``; this script shares no co
 the sets it makes test what a user's (or a benchmark's) simulator would: other particles, other
 noise, other units. What differs from ``pixer.simulate``:
 
-* **specimens**: clouds of Gaussian pseudo-atoms (one per ~130 Å³, as residues; 300-20000) filling a random ellipsoid (axes
-  0.45-1 × the diameter), one shape per set, a random 3D orientation per particle; the projected
-  potential is a 2D histogram of the rotated atoms blurred by 2 Å;
+* **specimens**: clouds of Gaussian pseudo-atoms (one per ~130 Å³, as residues; 300-20000)
+  filling a random ellipsoid (axes 0.45-1 × the diameter), one shape per set, a random 3D
+  orientation per particle; the projected potential is a 2D histogram of the rotated atoms
+  blurred by 2 Å;
 * **optics**: weak-phase image ``1 − c · F⁻¹[V · (√(1−A²) sin χ + A cos χ) · e^(−B k²/4)]`` with
   300 kV, Cs 2.7 mm, A 0.07, B 80 Å², defocus 0.8-3 µm per micrograph, no astigmatism;
 * **noise and units**: electron counts, ``Poisson(dose · I)`` at a dose of 40 e⁻/px, then a
@@ -114,7 +115,8 @@ def micrograph(rng: np.random.Generator, atoms: np.ndarray, size: int, apix: flo
     disc = np.zeros((size, size), bool)
     for cx, cy in centres:
         r = int(d_px / 2) + 1
-        y0, y1, x0, x1 = max(0, int(cy) - r), min(size, int(cy) + r + 1), max(0, int(cx) - r), min(size, int(cx) + r + 1)
+        y0, y1 = max(0, int(cy) - r), min(size, int(cy) + r + 1)
+        x0, x1 = max(0, int(cx) - r), min(size, int(cx) + r + 1)
         disc[y0:y1, x0:x1] |= (xx[y0:y1, x0:x1] - cx) ** 2 + (yy[y0:y1, x0:x1] - cy) ** 2 <= (d_px / 2) ** 2
     signal_var = image[disc].var() if disc.any() else 1.0
     # noise variance of dose·I is dose (Poisson); in units of I it is 1 / dose
@@ -125,11 +127,12 @@ def micrograph(rng: np.random.Generator, atoms: np.ndarray, size: int, apix: flo
     intensity *= 1.0 + 0.08 * gaussian_filter(ice, 16)
     for _ in range(rng.integers(1, 5)):  # contamination: dark soft discs
         c, r = rng.uniform(0, size, 2), rng.uniform(0.75, 2.5) * d_px
-        intensity *= 1.0 - rng.uniform(0.2, 0.6) / (1 + np.exp((np.hypot(xx - c[0], yy - c[1]) - r) / 2.0))
+        edge = np.clip((np.hypot(xx - c[0], yy - c[1]) - r) / 2.0, -60, 60)
+        intensity *= 1.0 - rng.uniform(0.2, 0.6) / (1 + np.exp(edge))
     if carbon:
         angle, off = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8) * size
         side = (xx * np.cos(angle) + yy * np.sin(angle)) - off
-        intensity *= 1.0 - 0.25 / (1 + np.exp(-side / 3.0))
+        intensity *= 1.0 - 0.25 / (1 + np.exp(np.clip(-side / 3.0, -60, 60)))
     counts = rng.poisson(DOSE * np.clip(intensity, 0, None)).astype(np.float64)
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.fftfreq(size)[None, :]
