@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cryoppp_subset"
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("eval_real", ROOT / "bench" / "eval_real.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_png_to_mrc_keeps_pixels_and_orientation(tmp_path):
+def test_png_to_mrc_keeps_pixels_and_orientation(tmp_path, bench_script):
     from PIL import Image
 
     from pixer.io.micrographs import read_micrograph
@@ -28,25 +20,24 @@ def test_png_to_mrc_keeps_pixels_and_orientation(tmp_path):
     img[5, 50] = 200  # row 5, column 50: x = 50, y = 5
     img[30:35, 2:4] = 17
     Image.fromarray(img).save(tmp_path / "a.png")
-    data = _module().png_to_mrc(tmp_path / "a.png", tmp_path / "a.mrc", apix=1.0)
+    data = bench_script("eval_real").png_to_mrc(tmp_path / "a.png", tmp_path / "a.mrc", apix=1.0)
     back = read_micrograph(tmp_path / "a.mrc", apix=1.0).data
     assert data.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(back), img.astype(np.float32))
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/cryoppp_subset not present")
-def test_real_png_round_trip(tmp_path):
+def test_real_png_round_trip(tmp_path, bench_script):
+    import mrcfile
     from PIL import Image
 
-    import mrcfile
-
     png = sorted((SHARED / "10028" / "test" / "images").glob("*.png"))[0]
-    _module().png_to_mrc(png, tmp_path / "m.mrc")
+    bench_script("eval_real").png_to_mrc(png, tmp_path / "m.mrc")
     with mrcfile.open(tmp_path / "m.mrc") as f:
         np.testing.assert_array_equal(f.data, np.asarray(Image.open(png), dtype=np.float32))
 
 
-def test_fp_contrast_tells_particle_like_false_positives_from_empty_ones(tmp_path, capsys):
+def test_fp_contrast_tells_particle_like_false_positives_from_empty_ones(tmp_path, capsys, bench_script):
     """bench/fp_contrast.py: a micrograph with 12 dark discs, 8 of them in the truth. Picks on all 12
     (4 'false positives' on unlabelled discs) and on 4 empty spots: the unlabelled discs score like
     the true positives, the empty spots like random points."""
@@ -54,9 +45,7 @@ def test_fp_contrast_tells_particle_like_false_positives_from_empty_ones(tmp_pat
 
     from pixer.io.mrc_write import write_mrc
 
-    spec = importlib.util.spec_from_file_location("fp_contrast", ROOT / "bench" / "fp_contrast.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = bench_script("fp_contrast")
     rng = np.random.default_rng(1)
     d = 20.0
     yy, xx = np.mgrid[:300, :300]

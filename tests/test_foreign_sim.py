@@ -4,27 +4,15 @@ truth says; and pixer's general model finds them."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
 from pixer.io.micrographs import read_micrograph
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("foreign_sim", ROOT / "bench" / "foreign_sim.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_foreign_set_is_reproducible_and_physical(tmp_path):
-    fs = _module()
+def test_foreign_set_is_reproducible_and_physical(tmp_path, bench_script):
+    fs = bench_script("foreign_sim")
     params = (150.0, 2.5, -5.0, 1.0, 0.25)  # 60 px particles, high SNR
     row = fs.make_set(tmp_path / "a", "s", params, n=2, size=384, seed=7)
     again = fs.make_set(tmp_path / "b", "s", params, n=2, size=384, seed=7)
@@ -50,11 +38,11 @@ def test_foreign_set_is_reproducible_and_physical(tmp_path):
         assert dist[np.triu_indices(len(xy), 1)].min() >= d_px
 
 
-def test_general_model_picks_a_foreign_set(tmp_path):
+def test_general_model_picks_a_foreign_set(tmp_path, bench_script):
     """pixer pick with no --model on the independent simulator's particles (-10 dB)."""
     from pixer.cli.main import main
 
-    fs = _module()
+    fs = bench_script("foreign_sim")
     fs.make_set(tmp_path, "f", (150.0, 2.5, -10.0, 1.0, 0.25), n=2, size=512, seed=3)
     out = tmp_path / "picks"
     assert main(["pick", "--micrographs", str(tmp_path / "f" / "micrographs"), "--diameter", "150", "--out", str(out),
