@@ -151,9 +151,11 @@ def search_crop(data: np.ndarray, apix: float, config: dict, diameter_A: float,
 
 
 def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict, params: PickParams,
-              settings: Sequence[tuple[bool, float]], apix: float | None, device: str, bar) -> tuple[dict, int]:
+              settings: Sequence[tuple[bool, float]], apix: float | None, device: str, bar,
+              crop_diameter_A: float) -> tuple[dict, int]:
     """Estimated particles in ``paths`` picked at each ``(invert, factor)`` of ``settings`` (each
-    micrograph read once), and how many micrographs could be read."""
+    micrograph read once, cropped by :func:`search_crop` for ``crop_diameter_A``, so that every
+    setting of a search counts on the same area), and how many micrographs could be read."""
     scores: dict[tuple[bool, float], list[np.ndarray]] = {k: [] for k in settings}
     area = dict.fromkeys(settings, 0.0)
     n_read = 0
@@ -165,7 +167,7 @@ def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict,
             continue  # the main run reports it
         require_apix(mic, path)
         n_read += 1
-        data = search_crop(mic.data, mic.apix, config, params.diameter_A * min(f for _, f in settings))
+        data = search_crop(mic.data, mic.apix, config, crop_diameter_A)
         for invert, f in settings:
             p = replace(params, diameter_A=params.diameter_A * f, max_picks=None, invert=invert)
             picks, _, _ = pick_image(data, mic.apix, model, config, p, device=device)
@@ -240,7 +242,8 @@ def search_diameter(
     total = len(chosen_paths) * len(settings)
     what = [w for w, on in (("diameter search", len(factors) > 1), ("contrast check", polarity == "auto")) if on]
     bar = tqdm(total=total, desc=" + ".join(what) or "diameter search", disable=not progress, leave=False)
-    found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar)
+    crop_diameter_A = params.diameter_A * min(factors)
+    found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar, crop_diameter_A)
     if not n_read:
         bar.close()
         raise PixerError(f"{chosen_paths[0]}: the diameter search (and contrast check) could not read any "
@@ -253,7 +256,7 @@ def search_diameter(
         rest = [(True, f) for f in factors if f != 1.0]
         if invert and rest:
             bar.total = total + len(chosen_paths) * len(rest)
-            found.update(_estimate(chosen_paths, model, config, params, rest, apix, device, bar)[0])
+            found.update(_estimate(chosen_paths, model, config, params, rest, apix, device, bar, crop_diameter_A)[0])
     bar.close()
     counts = [found[invert, f] for f in factors]
     factor = choose_factor(factors, counts)
