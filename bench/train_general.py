@@ -136,12 +136,24 @@ def _subset(rng: np.random.Generator, name: str, kind: str, apix: float, size: i
                 interference=interference, **extra)
 
 
+def _with_debris(interference, rng: np.random.Generator, debris: float, heavy: bool = False):
+    """``interference`` with small dark debris added (the simulator's ``interference["debris"]``):
+    a Poisson mean drawn uniformly in [0, 2] x ``debris`` ([1, 3] x for junk-only micrographs) from
+    ``rng``, a stream of its own, so the rest of the mix is the same with or without it."""
+    if debris <= 0 or interference is False:
+        return interference
+    lo, hi = (1.0, 3.0) if heavy else (0.0, 2.0)
+    return {**interference, "debris": round(float(rng.uniform(lo, hi)) * debris, 3)}
+
+
 def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_RANGE_DB,
-         empties: float = 1.0, on_carbon: float = 0.0) -> list[dict]:
+         empties: float = 1.0, on_carbon: float = 0.0, debris: float = 0.0) -> list[dict]:
     """The training subsets: one dict of simulate_dataset arguments + augmentation per subset.
     ``on_carbon`` > 0: in that fraction of the micrographs with carbon, particles sit on it too
-    (the simulator's ``interference["on_carbon"]``; no random draws here, so the mix is otherwise the same)."""
+    (the simulator's ``interference["on_carbon"]``; no random draws here, so the mix is otherwise the same).
+    ``debris`` > 0: small dark debris in every micrograph with interference (:func:`_with_debris`)."""
     rng = np.random.default_rng(seed)
+    rng_debris = np.random.default_rng(seed + 2)
     kinds = DEMOS * 3 + EXTRA * 2  # demos weighted a little more
     n_subsets = max(len(kinds), int(round(48 * scale)))
     subsets = []
@@ -159,6 +171,7 @@ def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_R
                                 contaminants=float(rng.uniform(0, 2.5)), aggregates=float(rng.uniform(0, 3)))
             if on_carbon > 0:
                 interference["on_carbon"] = on_carbon
+        interference = _with_debris(interference, rng_debris, debris)
         subsets.append(_subset(rng, f"s{i:03d}_{kind}", kind, apix, size, defocus, 1000 + i, ppm, interference,
                                snr_range=snr_range))
     # Crowded grids (EMPIAR-10059/10947 cover ~60 % of the area with touching particles) and empty
@@ -180,15 +193,18 @@ def plan(scale: float, seed: int = 20260, snr_range: tuple[float, float] = SNR_R
                              contaminants=float(rng2.uniform(1, 4)), aggregates=float(rng2.uniform(1, 4))))
         if dense and on_carbon > 0:
             interference["on_carbon"] = on_carbon
+        interference = _with_debris(interference, rng_debris, debris, heavy=not dense)
         subsets.append(_subset(rng2, f"{'d' if dense else 'e'}{i:03d}_{kind}", kind, apix, size, defocus, 5000 + i,
                                ppm, interference, snr_range=snr_range,
                                min_distance_fraction=round(spacing, 3) if dense else None))
     return subsets
 
 
-def plan_calibration(n: int = 8, seed: int = 90210, snr_range: tuple[float, float] = SNR_RANGE_DB) -> list[dict]:
+def plan_calibration(n: int = 8, seed: int = 90210, snr_range: tuple[float, float] = SNR_RANGE_DB,
+                     debris: float = 0.0) -> list[dict]:
     """Fresh empty micrographs (never trained on) with heavy junk, for the pick threshold."""
     rng = np.random.default_rng(seed)
+    rng_debris = np.random.default_rng(seed + 2)
     kinds = DEMOS + EXTRA
     subsets = []
     for i in range(n):
@@ -197,6 +213,7 @@ def plan_calibration(n: int = 8, seed: int = 90210, snr_range: tuple[float, floa
         defocus = _draw_defocus(rng)
         interference = dict(carbon=float(rng.uniform(0.2, 1.0)), ice_gradient=1.0,
                             contaminants=float(rng.uniform(0.5, 4)), aggregates=float(rng.uniform(0.5, 4)))
+        interference = _with_debris(interference, rng_debris, debris, heavy=True)
         subsets.append(_subset(rng, f"c{i:03d}_{kind}", kind, apix, size, defocus, 9000 + i, 0, interference, n=1,
                                snr_range=snr_range))
     return subsets
@@ -353,6 +370,9 @@ def main(argv=None) -> int:
     p.add_argument("--on-carbon", type=float, default=0.0, metavar="P",
                    help="probability that particles also sit on the carbon film of a micrograph with carbon "
                         "(default 0: particles keep off all junk)")
+    p.add_argument("--debris", type=float, default=0.0, metavar="MEAN",
+                   help="small dark debris (specks, strands) per micrograph with interference: a Poisson mean "
+                        "drawn in [0, 2] x MEAN ([1, 3] x on junk-only micrographs); default 0")
     p.add_argument("--max-picks-per-empty", type=float, default=1.0,
                    help="the own threshold leaves at most this many picks per empty calibration micrograph")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
@@ -370,7 +390,8 @@ def main(argv=None) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     t0 = time.perf_counter()
     snr_range = tuple(args.snr_range)
-    subsets = plan(args.scale, snr_range=snr_range, empties=args.empties, on_carbon=args.on_carbon)
+    subsets = plan(args.scale, snr_range=snr_range, empties=args.empties, on_carbon=args.on_carbon,
+                   debris=args.debris)
     (work / "mix.json").write_text(json.dumps(subsets, indent=1) + "\n")
     simulate_all(work, subsets, args.jobs)
     t_sim = time.perf_counter() - t0
@@ -388,7 +409,7 @@ def main(argv=None) -> int:
     # The pick threshold (config.json["pick_threshold"], written by train_segmentation): F1-optimal on
     # the held-out validation micrographs, raised until fresh empty micrographs full of junk (never
     # trained on) keep at most one pick each (pixer.train.calibrate).
-    calib_subsets = plan_calibration(snr_range=snr_range)
+    calib_subsets = plan_calibration(snr_range=snr_range, debris=args.debris)
     simulate_all(work, calib_subsets, args.jobs)
     empties, _ = build_samples(work, calib_subsets, tuple(args.size_jitter))
     model_dir = work / "model"

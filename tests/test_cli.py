@@ -169,3 +169,20 @@ def test_simulate_empty_micrographs_for_negative_controls(tmp_path):
 
     assert (out / "micrographs" / "mic_0000.mrc").exists()
     assert not mrcfile.read(out / "truth" / "mic_0000_mask.mrc").any()
+
+
+def test_simulate_debris_on_request(tmp_path):
+    """--debris MEAN adds small dark debris (junk) to the interference; with --no-interference it is
+    the only junk; the run record keeps the setting."""
+    import mrcfile
+
+    out = tmp_path / "deb"
+    assert main(["simulate", "--out", str(out), "--n", "1", "--size", "256", "--apix", "4", "--particles", "0",
+                 "--seed", "3", "--no-interference", "--debris", "10", "--no-progress"]) == 0  # fmt: skip
+    junk = mrcfile.read(out / "truth" / "mic_0000_junk.mrc")
+    assert 0 < junk.mean() < 0.5
+    assert json.loads((out / "pixer_simulate.json").read_text())["arguments"]["debris"] == 10
+    clean = tmp_path / "clean"
+    assert main(["simulate", "--out", str(clean), "--n", "1", "--size", "256", "--apix", "4", "--particles", "0",
+                 "--seed", "3", "--no-interference", "--no-progress"]) == 0  # fmt: skip
+    assert not mrcfile.read(clean / "truth" / "mic_0000_junk.mrc").any()

@@ -191,6 +191,28 @@ def test_recipe_snr_range_and_empties_change_only_what_they_name(monkeypatch):
     assert "--snr-range -26 -3" in recipe_line and "--empties 3" in recipe_line
 
 
+def test_recipe_debris_adds_only_debris(bench_script):
+    """--debris MEAN adds small dark debris to every micrograph with interference, from a stream
+    of its own: without the key the mix is exactly the one without the option."""
+    recipe = bench_script("train_general")
+    base, deb = recipe.plan(1.0), recipe.plan(1.0, debris=4.0)
+    assert recipe.plan(1.0, debris=0.0) == base
+
+    def strip(s: dict) -> dict:
+        junk = s["interference"]
+        return {**s, "interference": {k: v for k, v in junk.items() if k != "debris"} if junk else junk}
+
+    assert [strip(s) for s in deb] == base
+    for s in deb:
+        if s["interference"] is False:
+            continue
+        lo, hi = (4.0, 12.0) if s["particles"] == 0 else (0.0, 8.0)
+        assert lo <= s["interference"]["debris"] <= hi
+    calib = recipe.plan_calibration(debris=4.0)
+    assert all(4.0 <= s["interference"]["debris"] <= 12.0 for s in calib)
+    assert [strip(s) for s in calib] == recipe.plan_calibration()
+
+
 def _f1(picks: Path, sim: Path, diameter: float, tmp: Path) -> float:
     assert main(["evaluate", "--picks", str(picks), "--truth", str(sim / "particles.star"),
                  "--diameter", f"{diameter:g}", "--out", str(tmp)]) == 0  # fmt: skip

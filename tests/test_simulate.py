@@ -146,6 +146,32 @@ def test_particles_on_carbon_only_when_asked(apo4):
     assert len(on.particles) > len(off.particles)
 
 
+def test_debris_only_when_asked(apo4):
+    """interference["debris"]: small dark specks and strands, marked as junk, with no particle
+    centre on them; absent or 0 it costs no random draw."""
+    kw = {"carbon": 0.0, "contaminants": 0.0, "aggregates": 0.0, "ice_gradient": 0.0}
+    args = (apo4, 4.0, (384, 384), 4.0, 40, -10.0)
+    off = simulate_micrograph(*args, np.random.default_rng(8), interference=kw)
+    zero = simulate_micrograph(*args, np.random.default_rng(8), interference={**kw, "debris": 0.0})
+    assert np.array_equal(zero.image, off.image)
+    assert not off.junk_mask.any() and np.abs(off.background).max() == 0
+    on = simulate_micrograph(*args, np.random.default_rng(8), interference={**kw, "debris": 12.0})
+    sigma = on.params["noise_sigma"]
+    assert on.junk_mask.any() and on.background.min() < -0.7 * sigma  # darker than the noise level
+    from scipy import ndimage as ndi
+    labels, n = ndi.label(on.background < -0.3 * sigma)
+    assert n >= 4
+    d_px = on.params["diameter_A"] / 4.0
+    sizes = [max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) for sl in ndi.find_objects(labels)]
+    assert max(sizes) < 2.5 * d_px  # small: specks up to strands of about a diameter and a half
+    df = on.particles
+    cx = np.round(df.x - df.origin_x_A / 4.0).astype(int)
+    cy = np.round(df.y - df.origin_y_A / 4.0).astype(int)
+    assert len(df) > 10 and not on.junk_mask[cy, cx].any()
+    # everything dark is junk: the debris lies inside the junk mask
+    assert on.junk_mask[on.background < -0.3 * sigma].all()
+
+
 def test_isolated_particle_centre(apo4):
     """The CTF-free projection is centred on x - origin_x_A / apix (also with resampling)."""
     vol2 = demo_density("apoferritin", 2.0)

@@ -3,7 +3,7 @@
 Particles of a density (a built-in pseudo-atomic demo model, an MRC map or an
 atomic model) are projected at uniform random orientations (RELION ZYZ
 convention), modulated by a CTF, summed with interference (carbon edge, ice
-gradient, contaminant blobs, aggregates) and white noise at the requested SNR
+gradient, contaminant blobs, aggregates; optionally small debris) and white noise at the requested SNR
 (10·log10 signal power / noise power). Writes MRC micrographs, a RELION 3.1
 particles STAR, per-micrograph coordinates, clean projections, particle masks
 and the map used. Same --seed gives identical files.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pixer.cli._common import nonnegative_int, positive_float, positive_int, write_run_record
+from pixer.cli._common import nonnegative_float, nonnegative_int, positive_float, positive_int, write_run_record
 from pixer.simulate.dataset import simulate_dataset
 
 
@@ -41,7 +41,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="least distance between particle centres in Å (default: the particle diameter; "
                              "smaller values pack particles so that they touch, as on crowded grids)")
     parser.add_argument("--no-interference", action="store_true", help="no carbon, ice, contaminants")
+    parser.add_argument("--debris", type=nonnegative_float, default=0.0, metavar="MEAN",
+                        help="small dark debris (specks and strands under ~1.5 particle diameters, a common "
+                             "false positive on real micrographs): Poisson mean per micrograph (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _interference(args: argparse.Namespace) -> bool | dict:
+    """The simulator's ``interference`` argument from ``--no-interference`` and ``--debris``."""
+    if args.no_interference:
+        return {"carbon": 0.0, "ice_gradient": 0.0, "contaminants": 0.0, "aggregates": 0.0,
+                "debris": args.debris} if args.debris > 0 else False
+    return {"debris": args.debris} if args.debris > 0 else True
 
 
 def main(args: argparse.Namespace) -> int:
@@ -58,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         demo=args.demo,
         particles_per_micrograph=args.particles,
         min_distance_A=args.min_distance,
-        interference=not args.no_interference,
+        interference=_interference(args),
         progress=not args.no_progress,
     )
     write_run_record(args.out, "simulate", args)
