@@ -25,7 +25,7 @@ Image model (all arrays ``(h, w)``, ``img[y, x]``)::
   ``carbon`` and ``ice_gradient`` are probabilities, ``contaminants`` and
   ``aggregates`` Poisson means per micrograph. ``debris`` (not in the defaults: 0) is the
   Poisson mean of small dark specks and strands, 0.1-1.5 particle diameters, darker
-  than the particles at low SNR (real micrographs' commonest false positives). Amplitudes
+  than the particles at low SNR (a common false positive on real micrographs). Amplitudes
   scale with the noise level.
 * Coordinates: ``x, y`` (``rlnCoordinateX/Y``) are integers; the true centre is
   ``x - origin_x_A / apix`` with origins of a few Å (CONTRACTS.md).
