@@ -115,12 +115,13 @@ def _smooth_field(rng, shape, scale_px):
 
 
 def _interference(rng, shape, apix, diameter_px, cfg):
-    """Background ``(h, w)`` in noise-sigma units, the junk mask and its carbon part (bools)."""
+    """Background ``(h, w)`` in noise-sigma units, and two junk masks (bools): the carbon film and
+    everything else (contaminants, debris)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     bg = np.zeros(shape, np.float32)
-    junk = np.zeros(shape, bool)
-    on_carbon = np.zeros(shape, bool)
+    carbon_film = np.zeros(shape, bool)
+    other = np.zeros(shape, bool)
     if rng.random() < cfg.get("ice_gradient", 0.0):
         a = rng.uniform(0, 2 * np.pi)
         ramp = (np.cos(a) * (xx - w / 2) + np.sin(a) * (yy - h / 2)) / max(h, w)
@@ -136,8 +137,7 @@ def _interference(rng, shape, apix, diameter_px, cfg):
         carbon = 0.5 * (1 + np.tanh(inside / 2.0))
         texture = _smooth_field(rng, shape, 3.0)
         bg -= carbon * (rng.uniform(0.4, 0.9) + 0.3 * texture)
-        on_carbon = inside > -diameter_px / 4
-        junk |= on_carbon
+        carbon_film = inside > -diameter_px / 4
     for _ in range(rng.poisson(cfg.get("contaminants", 0.0))):
         r = rng.uniform(0.6, 2.5) * diameter_px
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
@@ -147,21 +147,20 @@ def _interference(rng, shape, apix, diameter_px, cfg):
         dist = np.sqrt(u**2 + (v / e) ** 2) - r
         bg -= rng.uniform(2.0, 4.0) * 0.5 * (1 - np.tanh(dist / 3.0))
         bg += 0.6 * np.exp(-(((dist - 4.0) / 3.0) ** 2))  # bright Fresnel fringe
-        junk |= dist < diameter_px / 4
-        on_carbon &= ~(dist < diameter_px / 4)
+        other |= dist < diameter_px / 4
     if cfg.get("debris", 0.0) > 0:  # no draw when not asked: the random streams stay as they were
         for _ in range(rng.poisson(cfg["debris"])):
-            _add_debris(rng, bg, junk, on_carbon, diameter_px)
-    return bg, junk, on_carbon
+            _add_debris(rng, bg, other, diameter_px)
+    return bg, carbon_film, other
 
 
-def _add_debris(rng, bg, junk, on_carbon, diameter_px):
+def _add_debris(rng, bg, junk, diameter_px):
     """One piece of small dark debris (ice or ethane specks, denatured protein, fibres) in place.
 
     A chain of 1-12 Gaussian beads (σ 0.04-0.12 d) along a random walk with steps of ~1.5 σ,
     so from a compact dot of 0.1-0.3 d to a crooked strand of ~1.5 d; 0.8-3.5 noise σ deep, with a
-    faint bright rim (the Fresnel fringe of dense matter). ``bg``, ``junk`` and ``on_carbon``
-    ``(h, w)`` are updated; everything within a quarter diameter of it is junk.
+    faint bright rim (the Fresnel fringe of dense matter). ``bg`` and ``junk`` ``(h, w)`` are
+    updated in place; everything within a quarter diameter of it is junk.
     """
     h, w = bg.shape
     sig = rng.uniform(0.04, 0.12) * diameter_px
@@ -189,7 +188,6 @@ def _add_debris(rng, bg, junk, on_carbon, diameter_px):
     sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
     bg[ys, xs] += patch[sub]
     junk[ys, xs] |= near[sub]
-    on_carbon[ys, xs] &= ~near[sub]
 
 
 def _ctf_filter(image: np.ndarray, apix: float, ctf_kw: dict, pad: int) -> np.ndarray:
@@ -286,7 +284,7 @@ def simulate_micrograph(
     ctf_kw = dict(defocus_u=du, defocus_v=dv, defocus_angle=dang, voltage=voltage, cs=cs, amp_contrast=amp_contrast)
 
     # --- interference geometry (background in noise units, filled in below)
-    bg_unit, junk, carbon = _interference(rng, shape, apix, diam_px, cfg)
+    bg_unit, carbon_film, other_junk = _interference(rng, shape, apix, diam_px, cfg)
     # particles may sit on the carbon film in this micrograph (no draw when not asked: streams unchanged)
     place_on_carbon = cfg.get("on_carbon", 0.0) > 0 and rng.random() < cfg["on_carbon"]
     n_agg = rng.poisson(cfg.get("aggregates", 0.0))
@@ -300,8 +298,9 @@ def simulate_micrograph(
         r = 0.35 * diam_px * math.sqrt(k) + radius
         y0, y1, x0, x1 = (max(0, int(cy - r)), min(h, int(cy + r) + 1), max(0, int(cx - r)), min(w, int(cx + r) + 1))
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        junk[y0:y1, x0:x1] |= np.hypot(xx - cx, yy - cy) < r
-    keep_out = junk & ~carbon if place_on_carbon else junk
+        other_junk[y0:y1, x0:x1] |= np.hypot(xx - cx, yy - cy) < r
+    junk = carbon_film | other_junk
+    keep_out = other_junk if place_on_carbon else junk
     allowed = ndi.distance_transform_edt(~keep_out) if keep_out.any() else np.full(shape, np.inf)
     centres = _place(rng, n_particles, shape, 0.5 * radius, min_dist, allowed, radius)
     n = len(centres)
