@@ -20,6 +20,7 @@ import json
 
 from pixer.cli._common import nonnegative_float, nonnegative_int, positive_float, positive_int, write_run_record
 from pixer.simulate.dataset import simulate_dataset
+from pixer.simulate.micrograph import DEFAULT_INTERFERENCE
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -50,8 +51,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def _interference(args: argparse.Namespace) -> bool | dict:
     """The simulator's ``interference`` argument from ``--no-interference`` and ``--debris``."""
     if args.no_interference:
-        return {"carbon": 0.0, "ice_gradient": 0.0, "contaminants": 0.0, "aggregates": 0.0,
-                "debris": args.debris} if args.debris > 0 else False
+        return {**dict.fromkeys(DEFAULT_INTERFERENCE, 0.0), "debris": args.debris} if args.debris > 0 else False
     return {"debris": args.debris} if args.debris > 0 else True
 
 
