@@ -123,6 +123,13 @@ def test_micrograph_snr_mask_and_table(apo4):
     assert res.signal[res.mask > 0].mean() < res.signal[res.mask == 0].mean()
 
 
+def _centre_pixels(particles, apix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (column, row) of each particle's true centre: coordinate minus origin (CONTRACTS.md)."""
+    cx = np.round(particles.x - particles.origin_x_A / apix).astype(int)
+    cy = np.round(particles.y - particles.origin_y_A / apix).astype(int)
+    return cx, cy
+
+
 def test_particles_on_carbon_only_when_asked(apo4):
     """interference["on_carbon"]: particles may also sit on the carbon film; without it no centre
     is on junk; and the key costs no random draw when absent or 0."""
@@ -131,9 +138,7 @@ def test_particles_on_carbon_only_when_asked(apo4):
     args = (apo4, 4.0, (384, 384), 4.0, 60, -6.0)
 
     def on_junk(res):
-        df = res.particles
-        cx = np.round(df.x - df.origin_x_A / 4.0).astype(int)
-        cy = np.round(df.y - df.origin_y_A / 4.0).astype(int)
+        cx, cy = _centre_pixels(res.particles, 4.0)
         return res.junk_mask[cy, cx].astype(bool), res.mask[cy, cx].astype(bool)
 
     off = simulate_micrograph(*args, np.random.default_rng(rng_seed), interference=kw)
@@ -164,10 +169,8 @@ def test_debris_only_when_asked(apo4):
     d_px = on.params["diameter_A"] / 4.0
     sizes = [max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start) for sl in ndi.find_objects(labels)]
     assert max(sizes) < 2.5 * d_px  # small: specks up to strands of about a diameter and a half
-    df = on.particles
-    cx = np.round(df.x - df.origin_x_A / 4.0).astype(int)
-    cy = np.round(df.y - df.origin_y_A / 4.0).astype(int)
-    assert len(df) > 10 and not on.junk_mask[cy, cx].any()
+    cx, cy = _centre_pixels(on.particles, 4.0)
+    assert len(on.particles) > 10 and not on.junk_mask[cy, cx].any()
     # everything dark is junk: the debris lies inside the junk mask
     assert on.junk_mask[on.background < -0.3 * sigma].all()
 
