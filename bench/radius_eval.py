@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_real import APIX, DIAMETER_PX, read_any, truth_of
 
 from pixer.evaluate.baseline import chance_level, micrograph_shapes
-from pixer.evaluate.matching import match_picks, mic_key
+from pixer.evaluate.matching import match_tables
 from pixer.evaluate.metrics import evaluate
 from pixer.report.run import load_run
 
@@ -41,14 +41,11 @@ def candidates(folder: Path) -> pd.DataFrame:
 def median_error(picks: pd.DataFrame, truth: pd.DataFrame, diameter_px: float) -> float:
     """Median distance (px) of the strongest ``len(truth)`` picks matched within 0.5 d."""
     top = picks.sort_values("score", ascending=False).head(len(truth))
-    keys = truth["micrograph"].map(mic_key)
-    dist = []
-    for name, g in top.groupby("micrograph"):
-        t = truth.loc[keys == mic_key(name), ["x", "y"]].to_numpy()
-        p = g[["x", "y"]].to_numpy()
-        pi, ti = match_picks(p, t, 0.5 * diameter_px)
-        dist.append(np.hypot(*(p[pi] - t[ti]).T))
-    return float(np.median(np.concatenate(dist))) if dist else float("nan")
+    matched = match_tables(top, truth, 0.5 * diameter_px)[0].query("tp")
+    if matched.empty:
+        return float("nan")
+    t = truth[["x", "y"]].to_numpy()[matched["truth_row"].to_numpy()]
+    return float(np.median(np.hypot(*(matched[["x", "y"]].to_numpy() - t).T)))
 
 
 def main() -> None:
