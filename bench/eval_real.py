@@ -23,7 +23,7 @@ Stages (``--stages``, default all):
   per ``--model``; the best F1 wins;
 * ``train``    pixer fine-tuned per data set on ``trainval`` (``--ft-steps``; from scratch, or from
   ``--ft-init general``);
-* ``test``     every picker on the test split; table + PR curves; ``lattice`` is the chance level, an
+* ``test``     every picker on the test split (with ``--adapt`` also ``pixer pick --adapt``); table + PR curves; ``lattice`` is the chance level, an
   image-blind hexagonal lattice of picks (``pixer.evaluate.baseline``), for reference;
 * ``control``  simulated micrographs with no particles (interference on), picks per micrograph.
 
@@ -156,18 +156,19 @@ def read_any(spec) -> pd.DataFrame:
 # --- pickers -------------------------------------------------------------------------------------
 
 def pick_pixer(folder: Path, out: Path, model: Path, diameter_px: float, edge_fraction: float = 0.0,
-               factor: float = 1.0, search: bool = False) -> dict:
+               factor: float = 1.0, search: bool = False, extra: tuple[str, ...] = ()) -> dict:
     """``pixer pick`` (default threshold) in one process; the stored candidates (> 0.001) give the curve.
     ``edge_fraction`` > 0 adds ``--edge-margin edge_fraction × diameter``; ``factor`` scales the
     ``--diameter`` pixer is given (the diameter read off the masks stays the scoring one); ``search``
     lets pixer choose the diameter itself (its default ``--diameter-search`` for a model with a
-    background), else ``--no-diameter-search`` keeps the one given."""
+    background), else ``--no-diameter-search`` keeps the one given; ``extra`` are more ``pixer pick``
+    arguments (e.g. ``--adapt``)."""
     from pixer.pick.batch import gather_parts
 
     shutil.rmtree(out, ignore_errors=True)
     cmd = PIXER + ["pick", "--micrographs", folder / "micrographs", "--model", model, "--diameter",
                    f"{factor * diameter_px:g}", "--apix", f"{APIX:g}", "--out", out, "--cluster", "none",
-                   "--no-progress"] + ([] if search else ["--no-diameter-search"])
+                   "--no-progress"] + ([] if search else ["--no-diameter-search"]) + list(extra)
     if edge_fraction > 0:
         cmd += ["--edge-margin", f"{edge_fraction * diameter_px * APIX:g}"]
     t = run(cmd, out.parent / (out.name + ".log"))
@@ -371,7 +372,7 @@ def train(work: Path, datasets: list[str], steps: int, init: str | None) -> None
 
 
 def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list[str], tuned: dict,
-         edge_fraction: float = 0.0, factors: list[float] = ()) -> pd.DataFrame:
+         edge_fraction: float = 0.0, factors: list[float] = (), adapt: bool = False) -> pd.DataFrame:
     rows, curves = [], {}
     for ds in datasets:
         folder, d = work / "mrc" / ds / "test", DIAMETER_PX[ds]
@@ -393,6 +394,12 @@ def test(work: Path, datasets: list[str], models: dict[str, Path], pickers: list
                     # no tuning at all: the masks' diameter, and pixer's own diameter search
                     runs.append((f"pixer[{tag},d search]", lambda m=model, s=sub + "_search": pick_pixer(
                         folder, work / "test" / ds / s, m, d, edge_fraction, 1.0, search=True)))
+                    for f_a, search in ((f, False), (1.0, True)) if adapt else ():
+                        # self-trained on the test micrographs themselves (no labels)
+                        what = ",d search" if search else (f",d×{f_a:g}" if f_a != 1 else "")
+                        s = sub + ("_search" if search else (f"_f{f_a:g}" if f_a != 1 else "")) + "_adapt"
+                        runs.append((f"pixer[{tag},adapt{what}]", lambda m=model, s=s, f_a=f_a, q=search: pick_pixer(
+                            folder, work / "test" / ds / s, m, d, edge_fraction, f_a, search=q, extra=("--adapt",))))
         if "topaz" in pickers and not topaz_available():
             s = best_setting(tuned, ds, "topaz", 2)
             runs.append((f"topaz[s={s}]", lambda s=s: pick_topaz_folder(folder, work / "test" / ds / "topaz", d, s)))
@@ -538,6 +545,9 @@ def main() -> None:
     p.add_argument("--pixer-factors", type=float, nargs="+", default=[1.0], metavar="F",
                    help="factors on the diameter pixer is given, tuned on train+valid per model (tune stage; "
                         "the test stage uses the best; default 1: no tuning)")
+    p.add_argument("--adapt", action="store_true",
+                   help="test stage: also run each model that stores a background with `pixer pick --adapt` "
+                        "(self-trained on the test micrographs, no labels), at the tuned factor and with the search")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -551,7 +561,7 @@ def main() -> None:
     if "train" in a.stages:
         train(work, a.datasets, a.ft_steps, a.ft_init)
     if "test" in a.stages:
-        test(work, a.datasets, models, a.pickers, tuned, a.edge_margin, a.pixer_factors)
+        test(work, a.datasets, models, a.pickers, tuned, a.edge_margin, a.pixer_factors, a.adapt)
     if "control" in a.stages:
         control(work, models, a.pickers, tuned)
 

@@ -68,7 +68,8 @@ from pixer.io.paths import atomic_path, remove_stale_temps, write_text_atomic
 from pixer.models.classifier import load_classifier
 from pixer.models.general import resolve_model
 from pixer.models.store import load_model
-from pixer.pick.batch import SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, write_outputs
+from pixer.pick.batch import (SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, weights_stamp,
+                              write_outputs)
 from pixer.pick.picker import PickParams
 from pixer.pick.search import NO_BACKGROUND, POLARITIES, background_of
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
@@ -118,6 +119,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              "that stores its background, the search sample is also picked inverted at --diameter "
                              "and the run inverted when that finds 20 %% more particles (and 2 per micrograph); "
                              "else dark")
+    adapt = parser.add_argument_group("self-training (--adapt; docs/general_model.md, \"Self-training\")")
+    adapt.add_argument("--adapt", action="store_true",
+                       help="before the run, fine-tune the model on --adapt-micrographs of the micrographs with its "
+                            "own picks as labels (no labels needed; uncertain candidates are left out of the loss), "
+                            "then pick the whole run with the adapted model (written to OUT/adapted_model). Skipped, "
+                            "with the model kept, when a model that stores its background (the general model) "
+                            "finds under 10 particles per micrograph above it")
+    adapt.add_argument("--adapt-rounds", type=positive_int, default=2, metavar="N",
+                       help="pick → pseudo-label → fine-tune rounds (default 2)")
+    adapt.add_argument("--adapt-steps", type=positive_int, default=300, metavar="N",
+                       help="optimiser steps per round (default 300)")
+    adapt.add_argument("--adapt-micrographs", type=positive_int, default=16, metavar="N",
+                       help="micrographs (spread over the run) to self-train on (default 16)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the MRC header)")
@@ -274,6 +288,34 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
     return replace(params, diameter_A=args.diameter * factor, invert=contrast["invert"]), record, contrast
 
 
+def _self_train(args, paths: list[Path], params: PickParams, device: str, client=None) -> tuple[str, dict]:
+    """``--adapt``: the model folder to pick with (the adapted one, or the given one when there is nothing to
+    learn) and the run record's ``adapt`` entry. On SLURM (or an attached scheduler) it trains on a worker,
+    next to its GPU; on this machine in this process, with all its cores (a local worker has one thread)."""
+    from pixer.train.adapt import AdaptConfig, NothingToLearn, self_train
+
+    config = AdaptConfig(rounds=args.adapt_rounds, steps=args.adapt_steps, max_micrographs=args.adapt_micrographs,
+                         device=device)  # fmt: skip
+    dest = Path(args.out).resolve() / "adapted_model"
+    inputs = ([str(p) for p in paths], params.diameter_A, str(dest))
+    kwargs = dict(model=str(Path(args.model).resolve()), apix=args.apix, invert=params.invert, config=config)
+    n = min(len(paths), args.adapt_micrographs)
+    remote = client is not None and (args.cluster == "slurm" or args.scheduler_address is not None)
+    print(f"self-training on {n} micrograph(s)" + (", on a worker" if remote else "") + " ...", flush=True)
+    try:
+        if remote:
+            record = client.submit(self_train, *inputs, **kwargs, progress=False, pure=False).result()
+        else:
+            record = self_train(*inputs, **kwargs, progress=not args.no_progress)
+    except NothingToLearn as exc:
+        print(f"self-training skipped: {exc}; picking with {args.model}", flush=True)
+        return args.model, {"adapted": False, "reason": str(exc)}
+    last = record["rounds"][-1]
+    print(f"self-trained in {len(record['rounds'])} round(s) ({sum(r['seconds'] for r in record['rounds']):.0f} s "
+          f"of training; {last['particles']} pseudo-particles in the last); picking with {dest}", flush=True)
+    return str(dest), {"adapted": True, "model": str(dest), **record}
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer pick``."""
     from pixer.scale import map_micrographs, open_client
@@ -294,7 +336,7 @@ def main(args: argparse.Namespace) -> int:
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin,
                         invert=args.polarity == "bright")  # fmt: skip
-    search = None
+    search, adapted = None, None
     has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
     checking = args.polarity == "auto" and has_background  # the contrast, from the micrographs
@@ -316,8 +358,13 @@ def main(args: argparse.Namespace) -> int:
                                                      factors=None if searching else [1.0])  # fmt: skip
             contrast = {**found, "rule": "auto: the sample picked both ways" if checking else "given (--polarity)"}
             search = search if searching else None
-        task = PickTask(str(Path(args.model).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
-                        classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None)
+        model_dir = args.model
+        if args.adapt:
+            model_dir, adapted = _self_train(args, paths, params, device, client)
+            config = _check_model(model_dir)
+        task = PickTask(str(Path(model_dir).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
+                        classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None,
+                        model_stamp=weights_stamp(model_dir))
         rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
                                on_error=failed_row, progress=not args.no_progress,
                                postfix=lambda done: {"failed": sum(r["status"] == "failed" for r in done)})
@@ -339,7 +386,7 @@ def main(args: argparse.Namespace) -> int:
     outputs = write_outputs(out, picks, list(done["micrograph"]), apix, args.diameter, summary)
     seconds = time.perf_counter() - t0
     write_run_record(out, "pick", args, apix=apix, device=device, model_config=config, threshold=threshold,
-                     diameter_used_A=params.diameter_A, diameter_search=search, contrast=contrast,
+                     diameter_used_A=params.diameter_A, diameter_search=search, contrast=contrast, adapt=adapted,
                      threshold_rule=rule, candidate_floor=floor, n_micrographs=len(paths), n_failed=len(failed),
                      n_skipped=int((summary["status"] == "skipped").sum()), n_picks=len(picks), seconds=seconds)
     print(f"picked {len(picks)} particles on {len(done)} micrographs in {seconds:.1f} s "

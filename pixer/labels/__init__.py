@@ -1,6 +1,6 @@
 """Training labels for the segmentation network: discs at picks, or re-projections of a 3D map."""
 
-from pixer.labels.discs import DEFAULT_FRACTION, disc_labels, disc_labels_for_picks
+from pixer.labels.discs import DEFAULT_FRACTION, IGNORE, disc_labels, disc_labels_for_picks, mark_ignored
 from pixer.labels.folder import disc_label_results, read_label_index, write_label_folder
 from pixer.labels.reconstruction import (
     LabelResult,
@@ -11,6 +11,7 @@ from pixer.labels.threshold import LabelThreshold, fill_holes, iso_level_for_mas
 
 __all__ = [
     "DEFAULT_FRACTION",
+    "IGNORE",
     "LabelResult",
     "LabelThreshold",
     "disc_label_results",
@@ -18,6 +19,7 @@ __all__ = [
     "disc_labels_for_picks",
     "fill_holes",
     "iso_level_for_mass",
+    "mark_ignored",
     "read_label_index",
     "synthesize_labels",
     "unknown_micrograph_records",

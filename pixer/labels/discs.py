@@ -20,6 +20,10 @@ from pixer.errors import PixerError
 #: Label-disc radius as a fraction of the particle radius.
 DEFAULT_FRACTION = 0.6
 
+#: Label value of pixels the training loss leaves out (neither particle nor
+#: background: e.g. uncertain candidates when a model trains on its own picks).
+IGNORE = 255
+
 _CHUNK = 1 << 22  # centre × offset pairs handled at once (bounded memory)
 
 
@@ -60,6 +64,28 @@ def disc_labels(shape: tuple[int, int], xy: np.ndarray, radius_px: float) -> np.
         keep = ((cols - cx) ** 2 + (rows - cy) ** 2 <= r2) & (rows >= 0) & (rows < h)
         keep &= (cols >= 0) & (cols < w)
         out[rows[keep], cols[keep]] = 1
+    return out
+
+
+def mark_ignored(label: np.ndarray, xy: np.ndarray, radius_px: float) -> np.ndarray:
+    """Set the background pixels of ``label`` within ``radius_px`` of any centre to :data:`IGNORE`.
+
+    Parameters
+    ----------
+    label
+        ``(h, w)`` uint8 label (0 background, 1 particle); not modified.
+    xy
+        ``(n, 2)`` centres ``[x, y]`` in pixels of ``label``.
+    radius_px
+        Disc radius, pixels.
+
+    Returns
+    -------
+    ``(h, w)`` uint8: ``label`` with those discs at :data:`IGNORE` where it was 0
+    (particle pixels stay 1).
+    """
+    out = np.array(label, dtype=np.uint8, copy=True)
+    out[(disc_labels(out.shape, xy, radius_px) > 0) & (out == 0)] = IGNORE
     return out
 
 

@@ -19,6 +19,7 @@ particles STAR, Topaz txt, EMAN .box, CSV and a summary table.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 import time
@@ -51,12 +52,13 @@ def read_part_header(part: str | Path) -> dict[str, float]:
     candidates), ``edge`` (the edge margin, Å), ``mind`` (the minimum
     distance, Å; 0 for none), ``diam`` (the particle diameter, Å), ``area``
     (the picked area in particle areas: :func:`picked_area`) and ``inv`` (1.0
-    when the micrograph was inverted: ``PickParams.invert``) from a part's
-    first line (NaN / 0 when absent)."""
+    when the micrograph was inverted: ``PickParams.invert``) and ``model`` (the
+    :func:`weights_stamp` of the model that scored it) from a part's first line
+    (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
     meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0, "diam": float("nan"),
-            "area": float("nan"), "inv": 0.0}
+            "area": float("nan"), "inv": 0.0, "model": 0.0}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
@@ -65,10 +67,25 @@ def read_part_header(part: str | Path) -> dict[str, float]:
     return meta
 
 
-def _reusable(meta: dict[str, float], params: PickParams, classified: bool) -> bool:
-    """A part can be reused when its floor is low enough and the same diameter, scoring, edge margin,
-    minimum distance and contrast made it (parts that do not record their diameter and area are not)."""
-    return (meta["floor"] <= params.threshold and bool(np.isfinite(meta["area"]))
+def weights_stamp(model_dir: str | Path) -> float:
+    """A number that changes with a model folder's weights: the first 48 bits of the SHA-256 of its
+    ``model.pt`` / ``model.safetensors`` (exact in a float64; 0.0 when neither exists)."""
+    for name in ("model.pt", "model.safetensors"):
+        path = Path(model_dir) / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            return float(int(digest.hexdigest()[:12], 16))
+    return 0.0
+
+
+def _reusable(meta: dict[str, float], params: PickParams, classified: bool, model_stamp: float = 0.0) -> bool:
+    """A part can be reused when its floor is low enough and the same model (:func:`weights_stamp`), diameter,
+    scoring, edge margin, minimum distance and contrast made it (parts that do not record their diameter and
+    area are not)."""
+    return (meta["floor"] <= params.threshold and meta["model"] == float(model_stamp) and bool(np.isfinite(meta["area"]))
             and meta["diam"] == float(params.diameter_A)
             and bool(meta["classified"]) == classified
             and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0)
@@ -147,13 +164,15 @@ def pick_file(
     device: str = "cpu",
     name: str | None = None,
     classifier=None,
+    model_stamp: float = 0.0,
 ) -> dict:
     """Pick one micrograph file and store its candidates atomically.
 
     Every pick scoring above ``params.threshold`` is stored; ``params.max_picks``
     is applied later, at gather time. Skips the work when the part file
     already exists and was written with a floor no higher than
-    ``params.threshold`` (resume).
+    ``params.threshold`` by the same model (``model_stamp``: :func:`weights_stamp`
+    of its folder, recorded in the part) and settings (resume).
 
     Returns
     -------
@@ -165,7 +184,7 @@ def pick_file(
     part = part_path(outdir, name)
     if part.exists():
         meta = read_part_header(part)
-        if _reusable(meta, params, classifier is not None):
+        if _reusable(meta, params, classifier is not None, model_stamp):
             n = len(read_part(part))
             return {"micrograph": name, "status": "skipped", "n_candidates": n, "seconds": 0.0,
                     "apix": meta["apix"], **worker_info(), "error": ""}
@@ -186,7 +205,8 @@ def pick_file(
         area = picked_area(mic.data.shape[-2:], mic.apix, params.diameter_A, params.edge_margin_A)
         fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)} "
                  f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r} "
-                 f"diam={float(params.diameter_A)!r} area={area!r} inv={int(params.invert)}\n")
+                 f"diam={float(params.diameter_A)!r} area={area!r} inv={int(params.invert)} "
+                 f"model={float(model_stamp)!r}\n")
         picks[PART_COLUMNS].to_csv(fh, index=False)
     return {"micrograph": name, "status": "done", "n_candidates": len(picks), "seconds": time.perf_counter() - t0,
             "apix": mic.apix, **worker_info(), "error": ""}
@@ -246,6 +266,8 @@ class PickTask:
     classifier_dir
         Optional crop-classifier folder (``pixer train-classifier`` output)
         that removes interference and noise candidates.
+    model_stamp
+        :func:`weights_stamp` of ``model_dir`` (parts another model made are recomputed).
     """
 
     model_dir: str
@@ -254,16 +276,18 @@ class PickTask:
     apix: float | None = None
     device: str = "cpu"
     classifier_dir: str | None = None
+    model_stamp: float = 0.0
 
     def __call__(self, path: str) -> dict:
         part = part_path(self.outdir, str(path))
-        if part.exists() and _reusable(read_part_header(part), self.params, self.classifier_dir is not None):
+        if part.exists() and _reusable(read_part_header(part), self.params, self.classifier_dir is not None,
+                                       self.model_stamp):
             model, config, classifier = None, {}, None  # resume: no need to load the models
         else:
             model, config = cached_model(self.model_dir, self.device)
             classifier = cached_classifier(self.classifier_dir, self.device) if self.classifier_dir else None
         return pick_file(path, self.outdir, model, config, self.params, apix=self.apix, device=self.device,
-                         name=str(path), classifier=classifier)
+                         name=str(path), classifier=classifier, model_stamp=self.model_stamp)
 
 
 def gather_parts(outdir: str | Path, names: Sequence[str]) -> pd.DataFrame:

@@ -35,6 +35,8 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
+from pixer.labels.discs import IGNORE
+
 #: Fewest labelled validation particles to trust a calibration.
 MIN_CALIBRATION_PARTICLES = 10
 
@@ -45,7 +47,8 @@ def label_centres(label: np.ndarray, min_px: int = 2) -> np.ndarray:
     Parameters
     ----------
     label
-        ``(h, w)`` array, non-zero on particles.
+        ``(h, w)`` array, non-zero on particles (pixels at
+        :data:`pixer.labels.discs.IGNORE` are not particles).
     min_px
         Components smaller than this many pixels are ignored (rounding specks
         of a binned label).
@@ -55,7 +58,8 @@ def label_centres(label: np.ndarray, min_px: int = 2) -> np.ndarray:
     np.ndarray
         ``(n, 2)`` float64 ``[x, y]`` (column, row), pixels.
     """
-    mask = np.asarray(label) > 0
+    label = np.asarray(label)
+    mask = (label > 0) & (label != IGNORE)
     lab, n = ndimage.label(mask)
     if n == 0:
         return np.zeros((0, 2))
@@ -65,6 +69,17 @@ def label_centres(label: np.ndarray, min_px: int = 2) -> np.ndarray:
         return np.zeros((0, 2))
     cy_cx = np.asarray(ndimage.center_of_mass(mask, lab, keep), dtype=np.float64).reshape(-1, 2)
     return cy_cx[:, ::-1].copy()
+
+
+def _outside_ignored(xy: np.ndarray, scores: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop candidates ``(n, 2)`` ``[x, y]`` whose pixel of ``label`` is :data:`pixer.labels.discs.IGNORE`."""
+    label = np.asarray(label)
+    if not len(xy) or not (label == IGNORE).any():
+        return xy, scores
+    col = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, label.shape[1] - 1)
+    row = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, label.shape[0] - 1)
+    keep = label[row, col] != IGNORE
+    return xy[keep], scores[keep]
 
 
 def calibrate_pick_threshold(
@@ -131,6 +146,7 @@ def calibrate_pick_threshold(
             truth.append(pd.DataFrame({"micrograph": str(i), "x": centres[:, 0], "y": centres[:, 1]}))
             prob = probability_map(np.asarray(image, np.float32), model, tile, stride, device=device)
             xy, scores = grid_local_maxima(prob, diameter_px, min_score=CANDIDATE_FLOOR)
+            xy, scores = _outside_ignored(xy, scores, label)
             cands.append(pd.DataFrame({"micrograph": str(i), "x": xy[:, 0], "y": xy[:, 1], "score": scores}))
     finally:
         model.train(was_training)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pixer.errors import PixerError
+from pixer.labels.discs import IGNORE
 from pixer.models.classifier import init_trunk
 from pixer.models.segmentation import AtrousSegNet, n_parameters
 from pixer.models.store import load_model, save_model
@@ -171,13 +172,24 @@ RESUME_MAY_CHANGE = ("num_workers", "checkpoint_every", "device", "amp", "init_t
 
 
 def make_loss(pos_weight: float = 1.0, dice_weight: float = 0.0) -> Callable:
-    """Loss ``f(logits (b,1,h,w), target (b,1,h,w) in {0,1}) -> scalar``: BCE-with-logits + Dice."""
+    """Loss ``f(logits (b,1,h,w), target (b,1,h,w)) -> scalar``: BCE-with-logits + Dice.
+
+    ``target`` is 0 (background) or 1 (particle); pixels at
+    :data:`pixer.labels.discs.IGNORE` are left out of both terms (the BCE is
+    their mean over the other pixels).
+    """
 
     def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pw = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-        loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        keep = target != IGNORE
+        if bool(keep.all()):
+            loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        else:
+            target = target * keep
+            per_pixel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+            loss = (per_pixel * keep).sum() / keep.sum().clamp(min=1)
         if dice_weight > 0:
-            p = torch.sigmoid(logits)
+            p = torch.sigmoid(logits) * keep
             inter = (p * target).sum()
             loss = loss + dice_weight * (1 - (2 * inter + 1) / (p.sum() + target.sum() + 1))
         return loss
@@ -253,7 +265,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
              batch_size: int = 8) -> tuple[float, float]:  # fmt: skip
     """Loss and IoU at probability 0.5 (logit > 0) over all pixels of ``(n, 1, t, t)`` tiles.
 
-    IoU = |pred ∩ true| / |pred ∪ true| pooled over every tile (1.0 if both empty).
+    IoU = |pred ∩ true| / |pred ∪ true| pooled over every tile (1.0 if both empty);
+    pixels labelled :data:`pixer.labels.discs.IGNORE` count in neither.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -263,7 +276,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: 
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         logits = model(xb)
         loss += float(loss_fn(logits, yb)) * len(xb)
-        pred, true = logits > 0, yb > 0.5
+        keep = yb != IGNORE
+        pred, true = (logits > 0) & keep, (yb > 0.5) & keep
         inter += int((pred & true).sum())
         union += int((pred | true).sum())
     return loss / max(1, len(x)), (inter / union if union else 1.0)
