@@ -216,20 +216,24 @@ def self_train(micrographs: Sequence[str | Path], diameter_A: float, out_dir: st
     net, cfg = load_model(source, device=config.device)
     particle_px = float(cfg["particle_px"])
     images = _prepared(paths, cfg, diameter_A, apix, invert, progress)
+    area = sum(im.size for im in images) / particle_px**2  # particle areas
     rounds, current = [], source
     for k in range(1, config.rounds + 1):
         cands = _candidates(images, net, cfg, particle_px, config.device)
         scores = np.concatenate([s for _, s in cands])
-        area = sum(im.size for im in images) / particle_px**2
         null = background_of(cfg) if k == 1 else None
-        found = null_threshold(scores, area, null, micrographs=len(images)) if null else None
-        if null and found is None:
-            raise NothingToLearn(f"the model finds no particles above its background in the {len(images)} "
-                                 "micrographs: nothing to self-train on")
-        if null and null_particles(scores, area, null, micrographs=len(images)) < config.min_particles * len(images):
-            raise NothingToLearn(f"the model finds fewer than {config.min_particles:g} particles per micrograph above "
-                                 f"its background in the {len(images)} micrographs: too few to self-train on")
-        cut, rule = found or auto_threshold(scores, cfg.get("pick_threshold"), area, micrographs=len(images))
+        if null:
+            # null_particles is 0 exactly when null_threshold finds no cut
+            found = null_particles(scores, area, null, micrographs=len(images))
+            if found == 0:
+                raise NothingToLearn(f"the model finds no particles above its background in the {len(images)} "
+                                     "micrographs: nothing to self-train on")
+            if found < config.min_particles * len(images):
+                raise NothingToLearn(f"the model finds fewer than {config.min_particles:g} particles per micrograph "
+                                     f"above its background in the {len(images)} micrographs: too few to self-train on")
+            cut, rule = null_threshold(scores, area, null, micrographs=len(images))
+        else:
+            cut, rule = auto_threshold(scores, cfg.get("pick_threshold"), area, micrographs=len(images))
         samples, n_pos, n_ign = [], 0, 0
         for image, (xy, s) in zip(images, cands):
             label, p, i = pseudo_label(image.shape, xy, s, cut, particle_px, config)
@@ -237,7 +241,7 @@ def self_train(micrographs: Sequence[str | Path], diameter_A: float, out_dir: st
             n_pos, n_ign = n_pos + p, n_ign + i
         if n_pos == 0:
             raise NothingToLearn(f"self-training round {k}: the model finds no particle in the "
-                             f"{len(images)} micrographs ({rule}); check --diameter and the contrast")
+                                 f"{len(images)} micrographs ({rule}); check --diameter and the contrast")
         train_cfg = TrainConfig(
             tile=config.tile, batch_size=config.batch_size, steps=config.steps, lr=config.lr,
             n_branches=cfg["arch"]["n_branches"], width=cfg["arch"]["width"],
