@@ -119,7 +119,7 @@ def test_train_init_general_cli(fresh_set, tmp_path, capsys):
 
 def test_general_weights_are_package_data():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"pixer.models" = ["weights/general/*"]' in text
+    assert '"pixer.models" = ["weights/general/*", "weights/general_classifier/*"]' in text
     assert np.isfinite(general_model_dir().stat().st_mtime)
 
 

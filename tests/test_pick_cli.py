@@ -330,6 +330,31 @@ def test_classifier_removes_candidates_it_calls_interference(data):
     # a rerun without the classifier does not reuse the classified parts
     assert main(pick_argv(data["mics"], data["model"], out / "with_drop", "--cluster", "none")) == 0
     assert len(pd.read_csv(out / "with_drop" / "picks.csv")) == len(ref)
+    # the junk rule alone: a classifier that calls everything noise keeps all with --classifier-min 0,
+    # one that calls everything interference drops all at any --classifier-junk below 1
+    noise = _classifier_favouring(out / "clf_noise", "noise", particle_px)
+    for clf, junk, n in ((noise, "0.7", len(ref)), (drop, "0.7", 0), (drop, "1", len(ref))):
+        dest = out / f"rule_{clf.name}_{junk}"
+        assert main(pick_argv(data["mics"], data["model"], dest, "--cluster", "none", "--classifier", str(clf),
+                              "--classifier-min", "0", "--classifier-junk", junk)) == 0  # fmt: skip
+        assert len(pd.read_csv(dest / "picks.csv")) == n
+        record = json.loads((dest / "pixer_pick.json").read_text())["classifier"]
+        assert record["used"] and (record["particle_min"], record["junk_max"]) == (0.0, float(junk))
+    # the same classifier with another rule recomputes the parts; the same rule reuses them
+    dest = out / "rule_clf_junk_1"
+    assert main(pick_argv(data["mics"], data["model"], dest, "--cluster", "none", "--classifier", str(drop),
+                          "--classifier-min", "0", "--classifier-junk", "0.7")) == 0  # fmt: skip
+    assert len(pd.read_csv(dest / "picks.csv")) == 0
+    assert main(pick_argv(data["mics"], data["model"], dest, "--cluster", "none", "--classifier", str(drop),
+                          "--classifier-min", "0", "--classifier-junk", "0.7")) == 0  # fmt: skip
+    assert (pd.read_csv(dest / "summary.csv")["status"] == "skipped").all()
+    # another classifier's weights (same rule) recompute too
+    assert main(pick_argv(data["mics"], data["model"], dest, "--cluster", "none", "--classifier", str(noise),
+                          "--classifier-min", "0", "--classifier-junk", "0.7")) == 0  # fmt: skip
+    assert len(pd.read_csv(dest / "picks.csv")) == len(ref)
+    # a model of its own gets no classifier unless asked
+    assert json.loads((out / "with_drop" / "pixer_pick.json").read_text())["classifier"] == {
+        "used": False, "rule": "auto: no classifier for this model"}
 
 
 def test_bad_classifier_folder_is_one_line(data, capsys, tmp_path):

@@ -32,14 +32,18 @@ coords_suffix_pixer.star and autopick.star), micrographs.star, one RELION 3.1
 particles.star, picks_topaz.txt, EMAN box/, picks.csv, summary.csv (one row per
 micrograph: status, picks, candidates, threshold, seconds, worker,
 slurm_job_id), failed.csv (micrograph, reason) and parts/. Rerunning the same
-command skips micrographs whose part exists (made with the same edge margin,
-minimum distance and classifier; otherwise recomputed) and first removes the
-temporary files an interrupted run left; failed micrographs are listed and
+command skips micrographs whose part exists (made with the same model,
+classifier and rule, edge margin, minimum distance and contrast; otherwise
+recomputed) and first removes the temporary files an interrupted run left; failed micrographs are listed and
 the run goes on.
 
 Model: --model MODEL_DIR (pixer train); without it, the general model shipped
 with pixer (trained on pixer's simulator over many specimens, SNRs, pixel
 sizes, defocus and interference; fine-tune it with `pixer train --init general`).
+With the general model, the general crop classifier shipped beside it removes
+the candidates it calls interference (P > 0.7; small dark debris, ice and
+contamination the segmentation takes for particles); --classifier none turns
+it off, --classifier DIR uses one of your own (pixer train-classifier).
 
 example:
   pixer pick --micrographs 'data/*.mrc' --diameter 120 --out picks   # general model
@@ -66,7 +70,7 @@ from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.paths import atomic_path, remove_stale_temps, write_text_atomic
 from pixer.models.classifier import load_classifier
-from pixer.models.general import resolve_model
+from pixer.models.general import AUTO, resolve_classifier, resolve_model
 from pixer.models.store import load_model
 from pixer.pick.batch import (SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, weights_stamp,
                               write_outputs)
@@ -77,17 +81,25 @@ from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshol
 CLUSTER_KINDS = ("local", "slurm", "none")
 
 
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def threshold_arg(text: str) -> str | float:
     """argparse type: ``auto`` or a score in [0, 1]."""
     if text == "auto":
         return text
     try:
-        value = float(text)
-    except ValueError:
+        return probability(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -98,9 +110,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="model folder written by pixer train (default: the general model shipped with "
                              "pixer, trained on simulated micrographs of many specimens; see "
                              "docs/general_model.md)")
-    parser.add_argument("--classifier", default=None,
-                        help="crop classifier folder (pixer train-classifier): candidates it gives P(particle) < 0.5 "
-                             "(interference, noise) are removed")
+    parser.add_argument("--classifier", default=AUTO,
+                        help="crop classifier that removes candidates it gives P(particle) < --classifier-min or "
+                             "P(interference) > --classifier-junk: a folder (pixer train-classifier), 'general' (the "
+                             "one shipped with pixer, trained on simulated junk and the general model's own false "
+                             "positives), 'none', or 'auto' (default): 'general' when picking with the general "
+                             "model, else none")
+    parser.add_argument("--classifier-min", type=probability, default=None, metavar="P",
+                        help="least P(particle) a candidate must get from the classifier (default: the "
+                             "classifier's own, 'particle_min' in its classifier.json, else 0.5)")
+    parser.add_argument("--classifier-junk", type=probability, default=None, metavar="P",
+                        help="most P(interference) a candidate may get from the classifier (default: the "
+                             "classifier's own, 'junk_max' in its classifier.json, else 1: no limit; the general "
+                             "classifier's is 0.7, with --classifier-min 0)")
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
     search = parser.add_mutually_exclusive_group()
     search.add_argument("--diameter-search", type=positive_float, nargs="*", default=None, metavar="F",
@@ -230,6 +252,30 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
     return float(args.threshold), "fixed: --threshold"
 
 
+def _classifier(args) -> tuple[str | None, dict]:
+    """``--classifier``, ``--classifier-min`` and ``--classifier-junk``: the classifier folder the run uses
+    (None: none; also set as ``args.classifier_dir``) and the run record's ``classifier`` entry. A bad
+    folder fails here, before any work."""
+    folder = resolve_classifier(args.classifier, args.model)
+    args.classifier_dir = None if folder is None else str(folder.resolve())
+    if folder is None:
+        why = "--classifier none" if args.classifier == "none" else "auto: no classifier for this model"
+        return None, {"used": False, "rule": why}
+    info = load_classifier(folder)[1]
+    rule = ("auto: the general classifier, with the general model" if args.classifier in (None, AUTO)
+            else f"--classifier {args.classifier}")
+    p_min, p_junk = (float(given if given is not None else info.get(key, default))
+                     for given, key, default in ((args.classifier_min, "particle_min", 0.5),
+                                                 (args.classifier_junk, "junk_max", 1.0)))  # fmt: skip
+    return args.classifier_dir, {"used": True, "dir": args.classifier_dir, "rule": rule, "particle_min": p_min,
+                                 "junk_max": p_junk}
+
+
+def _classifier_key(args) -> str | None:
+    """What identifies the run's classifier in the diameter search's cache key (its weights)."""
+    return None if args.classifier_dir is None else repr(weights_stamp(args.classifier_dir))
+
+
 def _search_diameter(args, paths: list[Path], params: PickParams, device: str, client=None,
                      factors: list[float] | None = None) -> tuple[PickParams, dict, dict]:
     """The diameter search and the contrast check: the parameters to run with, what the search found
@@ -250,7 +296,7 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
     cache = Path(args.out) / "diameter_search.json"
     key = {"model": hashlib.sha256((Path(args.model) / "config.json").read_bytes()).hexdigest(),
            "params": asdict(params), "factors": search_factors(factors), "apix": args.apix,
-           "polarity": args.polarity,
+           "polarity": args.polarity, "classifier": _classifier_key(args),
            "micrographs": [str(Path(p).resolve()) for p in sample_evenly(list(paths), args.search_micrographs)]}
     if cache.is_file():
         try:
@@ -265,15 +311,16 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
                     contrast)  # fmt: skip
     task = (str(Path(args.model).resolve()), device, [str(p) for p in paths], params, list(factors), args.apix,
             args.search_micrographs)
+    kwargs = dict(polarity=args.polarity, classifier_dir=args.classifier_dir)
     n = min(len(paths), args.search_micrographs)
     what = "contrast check" if only_contrast else "diameter search"
     if client is not None:
         print(f"{what}: on {n} micrograph(s), on a worker ...", flush=True)
-        factor, table, contrast, where = client.submit(search_task, *task, polarity=args.polarity, pure=False).result()
+        factor, table, contrast, where = client.submit(search_task, *task, **kwargs, pure=False).result()
     else:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
-        factor, table, contrast, where = search_task(*task, progress=not args.no_progress, polarity=args.polarity)
+        factor, table, contrast, where = search_task(*task, progress=not args.no_progress, **kwargs)
     both = (f"as they are {contrast['dark']:.1f}, inverted {contrast['bright']:.1f}; "
             if "bright" in contrast and "dark" in contrast else "")
     sizes = "" if only_contrast else ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}"
@@ -329,13 +376,13 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     args.model = str(resolve_model(args.model))
     config = _check_model(args.model)
-    if args.classifier:
-        load_classifier(args.classifier)  # a bad folder fails here, before any work
+    classifier_dir, classifier = _classifier(args)
     truth = read_picks(args.calibrate_with) if args.calibrate_with else None
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin,
-                        invert=args.polarity == "bright")  # fmt: skip
+                        invert=args.polarity == "bright", classifier_min=classifier.get("particle_min", 0.5),
+                        classifier_junk=classifier.get("junk_max", 1.0))  # fmt: skip
     search, adapted = None, None
     has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)
@@ -363,8 +410,8 @@ def main(args: argparse.Namespace) -> int:
             model_dir, adapted = _self_train(args, paths, params, device, client)
             config = _check_model(model_dir)
         task = PickTask(str(Path(model_dir).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
-                        classifier_dir=str(Path(args.classifier).resolve()) if args.classifier else None,
-                        model_stamp=weights_stamp(model_dir))
+                        classifier_dir=classifier_dir, model_stamp=weights_stamp(model_dir),
+                        classifier_stamp=weights_stamp(classifier_dir) if classifier_dir else 0.0)
         rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
                                on_error=failed_row, progress=not args.no_progress,
                                postfix=lambda done: {"failed": sum(r["status"] == "failed" for r in done)})
@@ -387,6 +434,7 @@ def main(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     write_run_record(out, "pick", args, apix=apix, device=device, model_config=config, threshold=threshold,
                      diameter_used_A=params.diameter_A, diameter_search=search, contrast=contrast, adapt=adapted,
+                     classifier=classifier,
                      threshold_rule=rule, candidate_floor=floor, n_micrographs=len(paths), n_failed=len(failed),
                      n_skipped=int((summary["status"] == "skipped").sum()), n_picks=len(picks), seconds=seconds)
     print(f"picked {len(picks)} particles on {len(done)} micrographs in {seconds:.1f} s "

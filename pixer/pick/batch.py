@@ -48,8 +48,10 @@ def part_path(outdir: str | Path, name: str) -> Path:
 
 
 def read_part_header(part: str | Path) -> dict[str, float]:
-    """``apix``, ``floor``, ``classified`` (1.0 when a classifier scored the
-    candidates), ``edge`` (the edge margin, Å), ``mind`` (the minimum
+    """``apix``, ``floor``, ``classified`` (the :func:`weights_stamp` of the
+    classifier that filtered the candidates, 0 for none; 1.0 in parts written
+    before it was recorded), ``cmin`` and ``cjunk`` (its ``classifier_min`` and
+    ``classifier_junk``), ``edge`` (the edge margin, Å), ``mind`` (the minimum
     distance, Å; 0 for none), ``diam`` (the particle diameter, Å), ``area``
     (the picked area in particle areas: :func:`picked_area`) and ``inv`` (1.0
     when the micrograph was inverted: ``PickParams.invert``) and ``model`` (the
@@ -57,8 +59,8 @@ def read_part_header(part: str | Path) -> dict[str, float]:
     (NaN / 0 when absent)."""
     with open(part) as fh:
         first = fh.readline()
-    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "edge": 0.0, "mind": 0.0, "diam": float("nan"),
-            "area": float("nan"), "inv": 0.0, "model": 0.0}
+    meta = {"apix": float("nan"), "floor": 0.0, "classified": 0.0, "cmin": 0.0, "cjunk": 0.0, "edge": 0.0,
+            "mind": 0.0, "diam": float("nan"), "area": float("nan"), "inv": 0.0, "model": 0.0}
     if first.startswith("#"):
         for item in first[1:].split():
             key, _, value = item.partition("=")
@@ -69,8 +71,9 @@ def read_part_header(part: str | Path) -> dict[str, float]:
 
 def weights_stamp(model_dir: str | Path) -> float:
     """A number that changes with a model folder's weights: the first 48 bits of the SHA-256 of its
-    ``model.pt`` / ``model.safetensors`` (exact in a float64; 0.0 when neither exists)."""
-    for name in ("model.pt", "model.safetensors"):
+    ``model.pt`` / ``model.safetensors`` (a classifier folder: ``classifier.pt``; exact in a float64; 0.0
+    when none exists)."""
+    for name in ("model.pt", "model.safetensors", "classifier.pt"):
         path = Path(model_dir) / name
         if path.is_file():
             digest = hashlib.sha256()
@@ -81,13 +84,21 @@ def weights_stamp(model_dir: str | Path) -> float:
     return 0.0
 
 
-def _reusable(meta: dict[str, float], params: PickParams, classified: bool, model_stamp: float = 0.0) -> bool:
-    """A part can be reused when its floor is low enough and the same model (:func:`weights_stamp`), diameter,
-    scoring, edge margin, minimum distance and contrast made it (parts that do not record their diameter and
-    area are not)."""
+def _classifier_key(params: PickParams, classifier_stamp: float) -> tuple[float, float, float]:
+    """``(classified, cmin, cjunk)`` as a part header records them: the classifier's stamp and its rule, or zeros."""
+    if not classifier_stamp:
+        return 0.0, 0.0, 0.0
+    return float(classifier_stamp), float(params.classifier_min), float(params.classifier_junk)
+
+
+def _reusable(meta: dict[str, float], params: PickParams, classifier_stamp: float = 0.0,
+              model_stamp: float = 0.0) -> bool:
+    """A part can be reused when its floor is low enough and the same model and classifier
+    (:func:`weights_stamp`; the classifier's rule too), diameter, edge margin, minimum distance and contrast
+    made it (parts that do not record their diameter and area are not)."""
     return (meta["floor"] <= params.threshold and meta["model"] == float(model_stamp) and bool(np.isfinite(meta["area"]))
             and meta["diam"] == float(params.diameter_A)
-            and bool(meta["classified"]) == classified
+            and (meta["classified"], meta["cmin"], meta["cjunk"]) == _classifier_key(params, classifier_stamp)
             and meta["edge"] == float(params.edge_margin_A) and meta["mind"] == float(params.min_distance_A or 0.0)
             and bool(meta["inv"]) == bool(params.invert))
 
@@ -165,6 +176,7 @@ def pick_file(
     name: str | None = None,
     classifier=None,
     model_stamp: float = 0.0,
+    classifier_stamp: float = 0.0,
 ) -> dict:
     """Pick one micrograph file and store its candidates atomically.
 
@@ -172,7 +184,9 @@ def pick_file(
     is applied later, at gather time. Skips the work when the part file
     already exists and was written with a floor no higher than
     ``params.threshold`` by the same model (``model_stamp``: :func:`weights_stamp`
-    of its folder, recorded in the part) and settings (resume).
+    of its folder, recorded in the part), classifier (``classifier_stamp``, the
+    same of its folder, 0 for none; taken as 1 when a classifier is given
+    without it) and settings (resume).
 
     Returns
     -------
@@ -182,9 +196,10 @@ def pick_file(
     """
     name = name or str(path)
     part = part_path(outdir, name)
+    classifier_stamp = classifier_stamp or (1.0 if classifier is not None else 0.0)
     if part.exists():
         meta = read_part_header(part)
-        if _reusable(meta, params, classifier is not None, model_stamp):
+        if _reusable(meta, params, classifier_stamp, model_stamp):
             n = len(read_part(part))
             return {"micrograph": name, "status": "skipped", "n_candidates": n, "seconds": 0.0,
                     "apix": meta["apix"], **worker_info(), "error": ""}
@@ -203,7 +218,9 @@ def pick_file(
     picks = picks.round({"x": 2, "y": 2, "score": 5})
     with atomic_path(part) as tmp, open(tmp, "w") as fh:
         area = picked_area(mic.data.shape[-2:], mic.apix, params.diameter_A, params.edge_margin_A)
-        fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={int(classifier is not None)} "
+        classified, cmin, cjunk = _classifier_key(params, classifier_stamp)
+        fh.write(f"# apix={mic.apix!r} floor={params.threshold!r} classified={classified!r} cmin={cmin!r} "
+                 f"cjunk={cjunk!r} "
                  f"edge={float(params.edge_margin_A)!r} mind={float(params.min_distance_A or 0.0)!r} "
                  f"diam={float(params.diameter_A)!r} area={area!r} inv={int(params.invert)} "
                  f"model={float(model_stamp)!r}\n")
@@ -266,8 +283,9 @@ class PickTask:
     classifier_dir
         Optional crop-classifier folder (``pixer train-classifier`` output)
         that removes interference and noise candidates.
-    model_stamp
-        :func:`weights_stamp` of ``model_dir`` (parts another model made are recomputed).
+    model_stamp, classifier_stamp
+        :func:`weights_stamp` of ``model_dir`` and ``classifier_dir`` (parts another model or
+        classifier made are recomputed).
     """
 
     model_dir: str
@@ -277,17 +295,19 @@ class PickTask:
     device: str = "cpu"
     classifier_dir: str | None = None
     model_stamp: float = 0.0
+    classifier_stamp: float = 0.0
 
     def __call__(self, path: str) -> dict:
         part = part_path(self.outdir, str(path))
-        if part.exists() and _reusable(read_part_header(part), self.params, self.classifier_dir is not None,
-                                       self.model_stamp):
+        stamp = (self.classifier_stamp or 1.0) if self.classifier_dir else 0.0
+        if part.exists() and _reusable(read_part_header(part), self.params, stamp, self.model_stamp):
             model, config, classifier = None, {}, None  # resume: no need to load the models
         else:
             model, config = cached_model(self.model_dir, self.device)
             classifier = cached_classifier(self.classifier_dir, self.device) if self.classifier_dir else None
         return pick_file(path, self.outdir, model, config, self.params, apix=self.apix, device=self.device,
-                         name=str(path), classifier=classifier, model_stamp=self.model_stamp)
+                         name=str(path), classifier=classifier, model_stamp=self.model_stamp,
+                         classifier_stamp=stamp)
 
 
 def gather_parts(outdir: str | Path, names: Sequence[str]) -> pd.DataFrame:

@@ -46,6 +46,11 @@ class PickParams:
         (PIXER: 512 and 256; overlaps are averaged).
     classifier_min
         With a crop classifier, least P(particle) a candidate must have.
+    classifier_junk
+        With a crop classifier, candidates with P(interference) above this are
+        removed (1: none on this ground). The shipped general classifier uses
+        this rule rather than ``classifier_min``: faint particles look like
+        noise to it, not like junk.
     edge_margin_A
         Drop picks whose centre is closer than this to the micrograph edge
         (0: keep all). The particle's radius drops particles the edge cuts, as
@@ -67,6 +72,7 @@ class PickParams:
     tile: int = 512
     stride: int = 256
     classifier_min: float = 0.5
+    classifier_junk: float = 1.0
     edge_margin_A: float = 0.0
     invert: bool = False
 
@@ -159,15 +165,16 @@ def pick_image(
         Optional ``(model, classifier.json)`` from
         :func:`pixer.models.classifier.load_classifier`. Each candidate's crop
         is classified (particle / interference / noise) and candidates with
-        ``P(particle) < params.classifier_min`` are removed (PIXER's
-        false-positive removal); the score stays the segmentation's.
+        ``P(particle) < params.classifier_min`` or ``P(interference) >
+        params.classifier_junk`` are removed (PIXER's false-positive removal);
+        the score stays the segmentation's.
 
     Returns
     -------
     picks
         Columns ``x``, ``y`` (micrograph pixels, 0-based, x = column) and
         ``score``, sorted by descending score; with a classifier also
-        ``p_particle``.
+        ``p_particle`` and ``p_interference``.
     prob
         ``(h', w')`` probability map at the binned pixel size.
     apix_used
@@ -206,9 +213,9 @@ def pick_image(
         host = image.cpu().numpy() if isinstance(image, torch.Tensor) else image
         host = -np.asarray(host, dtype=np.float32) if params.invert else host
         small_host = small.cpu().numpy() if isinstance(small, torch.Tensor) else small
-        p_particle = classify_candidates(host, apix, picks, classifier, params.diameter_A, target, small_host)
-        picks["p_particle"] = p_particle
-        picks = picks[p_particle >= params.classifier_min]
+        probs = classify_candidates(host, apix, picks, classifier, params.diameter_A, target, small_host)
+        picks["p_particle"], picks["p_interference"] = probs[:, 0], probs[:, 1]
+        picks = picks[(probs[:, 0] >= params.classifier_min) & (probs[:, 1] <= params.classifier_junk)]
     if params.edge_margin_A > 0 and len(picks):
         m = params.edge_margin_A / apix
         h, w = image.shape
@@ -228,7 +235,7 @@ def classify_candidates(
     seg_apix: float,
     seg_image: np.ndarray,
 ) -> np.ndarray:
-    """P(particle) of each candidate from the crop classifier.
+    """Class probabilities of each candidate from the crop classifier.
 
     The classifier sees crops at its own pixel size (``diameter_A /
     particle_px`` of its ``classifier.json``); when that equals the
@@ -246,7 +253,7 @@ def classify_candidates(
     Returns
     -------
     np.ndarray
-        ``(n,)`` float64 probabilities of the class ``particle``.
+        ``(n, 2)`` float64: P(particle), P(interference).
     """
     from pixer.models.classifier import CLASS_NAMES, crop_box, extract_crops, predict_crops
 
@@ -260,7 +267,7 @@ def classify_candidates(
     centres = picks[["x", "y"]].to_numpy(np.float64) * scale
     box = int(info.get("crop") or crop_box(info["particle_px"]))
     probs = predict_crops(model, extract_crops(small, centres, box))
-    return probs[:, CLASS_NAMES.index("particle")].astype(np.float64)
+    return probs[:, [CLASS_NAMES.index("particle"), CLASS_NAMES.index("interference")]].astype(np.float64)
 
 
 def _enforce_min_distance(picks: pd.DataFrame, min_px: float) -> pd.DataFrame:

@@ -152,7 +152,7 @@ def search_crop(data: np.ndarray, apix: float, config: dict, diameter_A: float,
 
 def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict, params: PickParams,
               settings: Sequence[tuple[bool, float]], apix: float | None, device: str, bar,
-              crop_diameter_A: float) -> tuple[dict, int]:
+              crop_diameter_A: float, classifier=None) -> tuple[dict, int]:
     """Estimated particles in ``paths`` picked at each ``(invert, factor)`` of ``settings`` (each
     micrograph read once, cropped by :func:`search_crop` for ``crop_diameter_A``, so that every
     setting of a search counts on the same area), and how many micrographs could be read."""
@@ -170,7 +170,7 @@ def _estimate(paths: Sequence[str | Path], model: torch.nn.Module, config: dict,
         data = search_crop(mic.data, mic.apix, config, crop_diameter_A)
         for invert, f in settings:
             p = replace(params, diameter_A=params.diameter_A * f, max_picks=None, invert=invert)
-            picks, _, _ = pick_image(data, mic.apix, model, config, p, device=device)
+            picks, _, _ = pick_image(data, mic.apix, model, config, p, device=device, classifier=classifier)
             scores[invert, f].append(picks["score"].to_numpy())
             area[invert, f] += picked_area(data.shape[-2:], mic.apix, p.diameter_A, p.edge_margin_A)
             bar.update(1)
@@ -192,6 +192,7 @@ def search_diameter(
     sample: int = DEFAULT_SAMPLE,
     progress: bool = True,
     polarity: str = "dark",
+    classifier=None,
 ) -> tuple[float, pd.DataFrame, dict]:
     """The factor on ``params.diameter_A`` (and the contrast) at which the model finds the most particles.
 
@@ -214,6 +215,9 @@ def search_diameter(
         micrographs are inverted) or ``auto``: the sample is also picked inverted
         at the given diameter and the run inverted when that finds more
         (:func:`choose_polarity`; the factors are then searched inverted).
+    classifier
+        Optional crop classifier (:func:`pixer.models.classifier.load_classifier`)
+        that filters the candidates as in the run (``params`` holds its rule).
 
     Returns
     -------
@@ -243,7 +247,8 @@ def search_diameter(
     what = [w for w, on in (("diameter search", len(factors) > 1), ("contrast check", polarity == "auto")) if on]
     bar = tqdm(total=total, desc=" + ".join(what) or "diameter search", disable=not progress, leave=False)
     crop_diameter_A = params.diameter_A * min(factors)
-    found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar, crop_diameter_A)
+    found, n_read = _estimate(chosen_paths, model, config, params, settings, apix, device, bar, crop_diameter_A,
+                              classifier)
     if not n_read:
         bar.close()
         raise PixerError(f"{chosen_paths[0]}: the diameter search (and contrast check) could not read any "
@@ -256,7 +261,8 @@ def search_diameter(
         rest = [(True, f) for f in factors if f != 1.0]
         if invert and rest:
             bar.total = total + len(chosen_paths) * len(rest)
-            found.update(_estimate(chosen_paths, model, config, params, rest, apix, device, bar, crop_diameter_A)[0])
+            found.update(_estimate(chosen_paths, model, config, params, rest, apix, device, bar, crop_diameter_A,
+                                   classifier)[0])
     bar.close()
     counts = [found[invert, f] for f in factors]
     factor = choose_factor(factors, counts)
@@ -271,14 +277,16 @@ def search_diameter(
 
 
 def search_task(model_dir: str, device: str, paths: Sequence[str], params: PickParams, factors: Sequence[float],
-                apix: float | None, sample: int, progress: bool = False,
-                polarity: str = "dark") -> tuple[float, pd.DataFrame, dict, dict]:
+                apix: float | None, sample: int, progress: bool = False, polarity: str = "dark",
+                classifier_dir: str | None = None) -> tuple[float, pd.DataFrame, dict, dict]:
     """:func:`search_diameter` with the model loaded where it runs (a Dask worker: on a cluster the
     search runs on the workers, next to the GPUs, not on the submitting host), and where that was
     (:func:`pixer.pick.batch.worker_info`)."""
-    from pixer.pick.batch import cached_model, worker_info
+    from pixer.pick.batch import cached_classifier, cached_model, worker_info
 
     model, config = cached_model(model_dir, device)
+    classifier = cached_classifier(classifier_dir, device) if classifier_dir else None
     factor, table, contrast = search_diameter(paths, model, config, params, factors, apix=apix, device=device,
-                                              sample=sample, progress=progress, polarity=polarity)  # fmt: skip
+                                              sample=sample, progress=progress, polarity=polarity,
+                                              classifier=classifier)  # fmt: skip
     return factor, table, contrast, worker_info()
