@@ -157,12 +157,16 @@ def test_pick_adapt_picks_with_the_adapted_model_and_reruns_skip(sims, capsys):
     assert len(adapt["rounds"]) == 1 and adapt["rounds"][0]["particles"] > 0
     stamp = weights_stamp(out / "adapted_model")
     assert {read_part_header(p)["model"] for p in (out / "parts").rglob("*.csv")} == {stamp}
+    # the general classifier learnt the general model's mistakes: not applied to the adapted model
+    assert record["classifier"] == {"used": False, "rule": "auto: no classifier for this model"}
+    assert {read_part_header(p)["classified"] for p in (out / "parts").rglob("*.csv")} == {0.0}
     assert _f1(out, sims["sim"] / "particles.star", sims["diameter"], sims["root"] / "ev_cli") > 0.85
     assert main([*argv, *fast]) == 0  # rerun: the adapted model and every part are reused
     assert set(pd.read_csv(out / "summary.csv")["status"]) == {"skipped"}
     assert main(argv) == 0  # without --adapt: the general model, so every part is picked again
     assert set(pd.read_csv(out / "summary.csv")["status"]) == {"done"}
-    assert json.loads((out / "pixer_pick.json").read_text())["adapt"] is None
+    again = json.loads((out / "pixer_pick.json").read_text())
+    assert again["adapt"] is None and again["classifier"]["used"]  # the general model: with its classifier
     capsys.readouterr()
     empty = sims["root"] / "pick_adapt_empty"
     assert main(["pick", "--micrographs", str(sims["empty"] / "micrographs"), "--diameter",
@@ -171,3 +175,5 @@ def test_pick_adapt_picks_with_the_adapted_model_and_reruns_skip(sims, capsys):
     adapt = json.loads((empty / "pixer_pick.json").read_text())["adapt"]
     assert adapt["adapted"] is False and "above its background" in adapt["reason"]
     assert not (empty / "adapted_model" / "model.pt").exists()
+    # not adapted: the general model picks, with its classifier
+    assert json.loads((empty / "pixer_pick.json").read_text())["classifier"]["used"]

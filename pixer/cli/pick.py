@@ -252,11 +252,11 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
     return float(args.threshold), "fixed: --threshold"
 
 
-def _classifier(args) -> tuple[str | None, dict]:
-    """``--classifier``, ``--classifier-min`` and ``--classifier-junk``: the classifier folder the run uses
-    (None: none; also set as ``args.classifier_dir``) and the run record's ``classifier`` entry. A bad
-    folder fails here, before any work."""
-    folder = resolve_classifier(args.classifier, args.model)
+def _classifier(args, model_dir: str) -> tuple[str | None, dict]:
+    """``--classifier``, ``--classifier-min`` and ``--classifier-junk``: the classifier folder a run with
+    the model in ``model_dir`` uses (None: none; also set as ``args.classifier_dir``) and the run record's
+    ``classifier`` entry. A bad folder fails here, before any work."""
+    folder = resolve_classifier(args.classifier, model_dir)
     args.classifier_dir = None if folder is None else str(folder.resolve())
     if folder is None:
         why = "--classifier none" if args.classifier == "none" else "auto: no classifier for this model"
@@ -376,7 +376,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     args.model = str(resolve_model(args.model))
     config = _check_model(args.model)
-    classifier_dir, classifier = _classifier(args)
+    classifier_dir, classifier = _classifier(args, args.model)
     truth = read_picks(args.calibrate_with) if args.calibrate_with else None
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
@@ -409,6 +409,8 @@ def main(args: argparse.Namespace) -> int:
         if args.adapt:
             model_dir, adapted = _self_train(args, paths, params, device, client)
             config = _check_model(model_dir)
+            # auto: the general classifier learnt the general model's mistakes, not an adapted model's
+            classifier_dir, classifier = _classifier(args, model_dir)
         task = PickTask(str(Path(model_dir).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                         classifier_dir=classifier_dir, model_stamp=weights_stamp(model_dir),
                         classifier_stamp=weights_stamp(classifier_dir) if classifier_dir else 0.0)

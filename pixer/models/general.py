@@ -84,8 +84,8 @@ def resolve_classifier(name: str | None, model_dir: str | Path) -> Path | None:
 
     ``None`` or ``"auto"`` → the shipped general classifier when ``model_dir``
     holds the shipped general model (:func:`is_general`; the classifier was
-    trained on that model's mistakes),
-    else none; ``"none"`` → none; ``"general"`` → the shipped classifier (a
+    trained on that model's mistakes), else none (a model fine-tuned or
+    adapted from it too); ``"none"`` → none; ``"general"`` → the shipped classifier (a
     classifier folder literally named ``general`` in the working directory
     wins); anything else → ``Path(name)``.
     """
