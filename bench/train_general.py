@@ -230,6 +230,16 @@ def _simulate_one(out: Path, s: dict, kw: dict, threads: int | None = None) -> N
     tmp.rename(out)
 
 
+def install_weights(src: Path, names: tuple[str, ...], folder: str) -> Path:
+    """Copy ``names`` from ``src`` into ``pixer/models/weights/<folder>/`` (where pixer finds its shipped weights)."""
+    dest = REPO / "pixer" / "models" / "weights" / folder
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in names:
+        shutil.copy2(src / f, dest / f)
+    print(f"installed into {dest}", flush=True)
+    return dest
+
+
 def simulate_all(work: Path, subsets: list[dict], jobs: int = 1) -> None:
     """Simulate the subsets not done yet; ``jobs`` > 1: that many processes of one torch thread each."""
     maps = work / "maps"
@@ -428,11 +438,7 @@ def main(argv=None) -> int:
     print(json.dumps({k: metrics[k] for k in ("val_iou", "best_val_iou", "steps", "seconds", "tiles_per_s")}),
           flush=True)
     if args.install:
-        dest = REPO / "pixer" / "models" / "weights" / "general"
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in ("model.pt", "config.json"):
-            shutil.copy2(model_dir / f, dest / f)
-        print(f"installed into {dest}", flush=True)
+        install_weights(model_dir, ("model.pt", "config.json"), "general")
     if args.evaluate:
         rows = evaluate(work, None if args.install else str(model_dir))
         (work / "eval_general.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from train_general import PARTICLE_PX, _augment, build_samples, plan, plan_calibration, simulate_all
+from train_general import (PARTICLE_PX, _augment, build_samples, install_weights, plan, plan_calibration,
+                           simulate_all)
 
 from pixer.data.preprocess import prepare
 from pixer.io.coords import read_picks
@@ -93,7 +93,8 @@ def subset_crops(sim: Path, k: int, apix: float, model, config: dict, params: di
     return out, dict(diameter_A=round(d, 1), candidates=n_neg)
 
 
-def background(work: Path, model, classifier, particle_min: float, junk_max: float, n: int, seed: int) -> dict:
+def background(work: Path, model, classifier, crop: int, particle_min: float, junk_max: float, n: int,
+               seed: int) -> dict:
     """The segmentation model's empty-micrograph background once the classifier has removed its candidates.
 
     ``pixer pick --threshold auto`` weighs a run's candidates against the background the model stores
@@ -112,7 +113,7 @@ def background(work: Path, model, classifier, particle_min: float, junk_max: flo
         for image, _ in empties:
             prob = probability_map(image, model, 512, 256)
             xy, scores = grid_local_maxima(prob, PARTICLE_PX, min_score=CANDIDATE_FLOOR)
-            p = (predict_crops(classifier, extract_crops(image, np.asarray(xy, np.float64).reshape(-1, 2), 48))
+            p = (predict_crops(classifier, extract_crops(image, np.asarray(xy, np.float64).reshape(-1, 2), crop))
                  if len(scores) else np.zeros((0, len(CLASS_NAMES))))  # fmt: skip
             keep = ((p[:, CLASS_NAMES.index("particle")] >= particle_min)
                     & (p[:, CLASS_NAMES.index("interference")] <= junk_max))  # as pixer.pick.picker.pick_image
@@ -184,8 +185,9 @@ def main(argv=None) -> int:
                                             train=round(metrics["seconds"], 1)))  # fmt: skip
         meta_path.write_text(json.dumps(meta, indent=1))
     meta = json.loads(meta_path.read_text())
-    classifier, _ = load_classifier(clf_dir)
-    bg = background(work, model, classifier, args.particle_min, args.junk_max, args.background_micrographs, seed=4242)
+    classifier, info = load_classifier(clf_dir)
+    bg = background(work, model, classifier, int(info["crop"]), args.particle_min, args.junk_max,
+                    args.background_micrographs, seed=4242)
     stored = (config.get("pick_threshold") or {}).get("null") or {}
     meta["particle_min"], meta["junk_max"] = args.particle_min, args.junk_max
     meta["background"] = dict(model=weights_stamp(model_dir), null=bg["with_classifier"], without=bg["without"],
@@ -198,11 +200,7 @@ def main(argv=None) -> int:
                                       for name, d in (("stored", stored), ("without", bg["without"]),
                                                       ("with_classifier", bg["with_classifier"])) if d})))
     if args.install:
-        dest = REPO / "pixer" / "models" / "weights" / "general_classifier"
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in ("classifier.pt", "classifier.json"):
-            shutil.copy2(clf_dir / f, dest / f)
-        print(f"installed into {dest}", flush=True)
+        install_weights(clf_dir, ("classifier.pt", "classifier.json"), "general_classifier")
     return 0
 
 

@@ -254,10 +254,12 @@ def _choose_threshold(args, candidates: pd.DataFrame, truth: pd.DataFrame | None
 
 def _classifier(args, model_dir: str) -> tuple[str | None, dict]:
     """``--classifier``, ``--classifier-min`` and ``--classifier-junk``: the classifier folder a run with
-    the model in ``model_dir`` uses (None: none; also set as ``args.classifier_dir``) and the run record's
+    the model in ``model_dir`` uses (None: none; also set as ``args.classifier_dir``, its
+    :func:`~pixer.pick.batch.weights_stamp` as ``args.classifier_stamp``) and the run record's
     ``classifier`` entry. A bad folder fails here, before any work."""
     folder = resolve_classifier(args.classifier, model_dir)
     args.classifier_dir = None if folder is None else str(folder.resolve())
+    args.classifier_stamp = 0.0 if folder is None else weights_stamp(folder)
     if folder is None:
         why = "--classifier none" if args.classifier == "none" else "auto: no classifier for this model"
         return None, {"used": False, "rule": why}
@@ -273,7 +275,7 @@ def _classifier(args, model_dir: str) -> tuple[str | None, dict]:
 
 def _classifier_key(args) -> str | None:
     """What identifies the run's classifier in the diameter search's cache key (its weights)."""
-    return None if args.classifier_dir is None else repr(weights_stamp(args.classifier_dir))
+    return None if args.classifier_dir is None else repr(args.classifier_stamp)
 
 
 def _search_diameter(args, paths: list[Path], params: PickParams, device: str, client=None,
@@ -413,7 +415,7 @@ def main(args: argparse.Namespace) -> int:
             classifier_dir, classifier = _classifier(args, model_dir)
         task = PickTask(str(Path(model_dir).resolve()), str(out.resolve()), params, apix=args.apix, device=device,
                         classifier_dir=classifier_dir, model_stamp=weights_stamp(model_dir),
-                        classifier_stamp=weights_stamp(classifier_dir) if classifier_dir else 0.0)
+                        classifier_stamp=args.classifier_stamp)
         rows = map_micrographs(task, names, batch=args.batch_micrographs, client=client, retries=args.retries,
                                on_error=failed_row, progress=not args.no_progress,
                                postfix=lambda done: {"failed": sum(r["status"] == "failed" for r in done)})
