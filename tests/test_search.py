@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pixer.cli.main import main
-from pixer.pick.search import DEFAULT_FACTORS, choose_factor, sample_evenly
+from pixer.pick.search import DEFAULT_FACTORS, SEARCH_MIN_PER_MICROGRAPH, choose_factor, sample_evenly
 from pixer.pick.threshold import NULL_GRID, null_density, null_particles
 
 
@@ -28,6 +28,19 @@ def test_the_factor_that_finds_most_particles_wins_by_a_margin():
     # true size) are as far from 1 and both within 5 % of the most: the one finding more wins
     assert choose_factor(f, [159.0, 148.2, 152.3, 157.1, 165.8, 166.5]) == 1.25
     assert choose_factor(f, [165.8, 148.2, 152.3, 157.1, 159.0, 166.5]) == 0.8
+
+
+def test_too_few_particles_keep_the_given_diameter():
+    f = list(DEFAULT_FACTORS)
+    # an empty simulated set full of debris, 3 micrographs: nothing at the given diameter, debris the size
+    # of particles at x 1.1 (2.3 per micrograph) -- not evidence enough to change the user's diameter
+    found = [0.0, 0.0, 0.0, 6.8, 5.9, 5.0]
+    assert choose_factor(f, found) == 1.1
+    assert choose_factor(f, found, least=SEARCH_MIN_PER_MICROGRAPH * 3) == 1.0
+    # EMPIAR-10947's sample (5 micrographs, 31 per micrograph at x 0.8) still moves
+    assert choose_factor(f, [154.9, 131.4, 126.8, 106.3, 95.1, 79.2], least=SEARCH_MIN_PER_MICROGRAPH * 5) == 0.8
+    # the bar is reached at exactly `least`
+    assert choose_factor(f, [0, 0, 0, 30.0, 0, 0], least=30.0) == 1.1
 
 
 def test_sample_evenly_spans_the_run():
@@ -62,19 +75,21 @@ def _f1(picks: Path, sim: Path, diameter: float) -> float:
     return json.loads((picks / "eval" / "metrics.json").read_text())["f1"]
 
 
-def test_search_recovers_a_diameter_given_too_small(apoferritin, tmp_path):
+def test_search_is_on_by_default_and_recovers_a_diameter_given_too_small(apoferritin, tmp_path):
     """Told 0.8 x apoferritin's diameter, the general model at -15 dB misses half the particles;
-    the search finds x 1.25 (the true size) and the F1 comes back."""
+    the search (on by default with it) finds x 1.25 (the true size) and the F1 comes back."""
     sim, d = apoferritin
     given = 0.8 * d
     common = ["pick", "--micrographs", str(sim / "micrographs"), "--diameter", f"{given:g}", "--cluster", "none",
               "--no-progress"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "plain"), "--no-diameter-search"]) == 0
-    assert main([*common, "--out", str(tmp_path / "search"), "--diameter-search"]) == 0
+    record = json.loads((tmp_path / "plain" / "pixer_pick.json").read_text())
+    assert record["diameter_search"] is None and record["diameter_used_A"] == pytest.approx(given)
+    assert main([*common, "--out", str(tmp_path / "search")]) == 0
     record = json.loads((tmp_path / "search" / "pixer_pick.json").read_text())
     search = record["diameter_search"]
     assert search["factor"] == 1.25 and search["micrographs"] == 2
-    assert record["diameter_used_A"] == pytest.approx(1.25 * given)
+    assert record["diameter_used_A"] == pytest.approx(1.25 * given) == pytest.approx(d)
     assert search["table"]["factor"] == list(DEFAULT_FACTORS)
     plain, searched = _f1(tmp_path / "plain", sim, d), _f1(tmp_path / "search", sim, d)
     assert searched >= 0.95 and searched >= plain + 0.15, (plain, searched)
@@ -107,22 +122,10 @@ def test_search_keeps_the_right_diameter_and_needs_a_background(apoferritin, tmp
     assert json.loads((tmp_path / "c" / "pixer_pick.json").read_text())["diameter_search"] is None
 
 
-def test_search_is_on_by_default_for_the_general_model(apoferritin, tmp_path):
-    sim, d = apoferritin
-    common = ["pick", "--micrographs", str(sim / "micrographs"), "--cluster", "none", "--no-progress",
-              "--diameter", f"{0.8 * d:g}"]  # fmt: skip
-    assert main([*common, "--out", str(tmp_path / "on")]) == 0
-    record = json.loads((tmp_path / "on" / "pixer_pick.json").read_text())
-    assert record["diameter_search"]["factor"] == 1.25 and record["diameter_used_A"] == pytest.approx(d)
-    assert main([*common, "--out", str(tmp_path / "off"), "--no-diameter-search"]) == 0
-    record = json.loads((tmp_path / "off" / "pixer_pick.json").read_text())
-    assert record["diameter_search"] is None and record["diameter_used_A"] == pytest.approx(0.8 * d)
-
-
 def test_on_a_dask_cluster_the_search_runs_on_a_worker_and_agrees(apoferritin, tmp_path):
     sim, d = apoferritin
     common = ["pick", "--micrographs", str(sim / "micrographs"), "--no-progress", "--diameter", f"{0.8 * d:g}",
-              "--torch-threads", "1"]  # fmt: skip
+              "--torch-threads", "1", "--diameter-search", "1.1", "1.25"]  # fmt: skip
     assert main([*common, "--cluster", "none", "--out", str(tmp_path / "serial")]) == 0
     assert main([*common, "--cluster", "local", "--workers", "1", "--out", str(tmp_path / "dask")]) == 0
     a, b = (json.loads((tmp_path / k / "pixer_pick.json").read_text())["diameter_search"] for k in ("serial", "dask"))

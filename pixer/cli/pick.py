@@ -75,7 +75,7 @@ from pixer.models.store import load_model
 from pixer.pick.batch import (SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, weights_stamp,
                               write_outputs)
 from pixer.pick.picker import PickParams
-from pixer.pick.search import NO_BACKGROUND, POLARITIES, background_of
+from pixer.pick.search import NO_BACKGROUND, POLARITIES, SEARCH_MIN_PER_MICROGRAPH, background_of
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
 CLUSTER_KINDS = ("local", "slurm", "none")
@@ -327,9 +327,11 @@ def _search_diameter(args, paths: list[Path], params: PickParams, device: str, c
             if "bright" in contrast and "dark" in contrast else "")
     sizes = "" if only_contrast else ", ".join(f"{r.diameter_A:.0f} Å: {r.per_micrograph:.1f}"
                                                for r in table.itertuples()) + "; "
+    few = (f" (fewer than {SEARCH_MIN_PER_MICROGRAPH:g} per micrograph at every size: too few to change "
+           "--diameter for)" if not only_contrast and table["per_micrograph"].max() < SEARCH_MIN_PER_MICROGRAPH else "")
     print(f"{what} on {n} micrograph(s): estimated particles per micrograph {both}{sizes}"
           f"picking {contrast['polarity']} particles at {args.diameter * factor:.1f} Å (× {factor:g})"
-          + (" on the inverted micrographs" if contrast["invert"] else ""), flush=True)
+          + (" on the inverted micrographs" if contrast["invert"] else "") + few, flush=True)
     record = {"nominal_diameter_A": args.diameter, "factor": factor, "micrographs": n,
               "table": table.round(4).to_dict(orient="list"), **where}  # fmt: skip
     contrast = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in contrast.items()}

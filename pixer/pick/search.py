@@ -8,7 +8,11 @@ the given diameter and keeps the factor at which the candidates hold the most pa
 the model's empty-micrograph background (:func:`pixer.pick.threshold.null_particles`): at a
 wrong scale the network misses particles, so fewer stand out from the background. Among the
 factors within :data:`SEARCH_MARGIN` of the most particles found, the one nearest 1 is taken
-(:func:`choose_factor`). The default factors stop at 0.8: told a diameter much smaller than the
+(:func:`choose_factor`), and only when that factor finds at least
+:data:`SEARCH_MIN_PER_MICROGRAPH` particles per micrograph: below it the counts are a few spots of
+debris or noise (an empty simulated set full of debris counted 0 at the given diameter and 2.3 per
+micrograph at × 1.1, where the debris looked the size of particles), not evidence to change the
+user's diameter. The default factors stop at 0.8: told a diameter much smaller than the
 particle's, the network fires on parts of it (two sides of a hollow shell: apoferritin told
 0.56 × its diameter counted ~1.5 "particles" per particle, more than at the true size).
 
@@ -41,6 +45,11 @@ from pixer.pick.threshold import null_particles
 DEFAULT_FACTORS = (0.8, 0.9, 1.0, 1.1, 1.25, 1.4)
 #: Factors finding within this fraction of the most particles count as ties (the one nearest 1 wins).
 SEARCH_MARGIN = 0.05
+#: The search moves off the given diameter only when the chosen factor finds at least this many particles per
+#: micrograph beyond the background (the bar ``pixer pick --adapt`` sets before it learns from a run:
+#: :attr:`pixer.train.adapt.AdaptConfig.min_particles`). The real and simulated sets with particles find 18-400
+#: (docs/general_model.md).
+SEARCH_MIN_PER_MICROGRAPH = 10.0
 #: The inverted contrast is taken when it finds at least this fraction more particles than cryo-EM's
 #: usual one (dark particles) at the given diameter. On dark simulated sets the inverted picture
 #: found 0-0.78 × as many (0.78: apoferritin's hollow shell, a ring either way), on the real CryoPPP
@@ -81,12 +90,14 @@ def sample_evenly(items: Sequence, k: int) -> list:
     return [items[i] for i in idx]
 
 
-def choose_factor(factors: Sequence[float], found: Sequence[float], margin: float = SEARCH_MARGIN) -> float:
+def choose_factor(factors: Sequence[float], found: Sequence[float], margin: float = SEARCH_MARGIN,
+                  least: float = 0.0) -> float:
     """The factor nearest 1 among those within ``margin`` of the most particles found.
 
     So the nominal diameter stays unless another factor finds ``margin`` more
     particles, and near-ties between other factors (noise) go to the smaller change;
     two factors equally far from 1 (0.8 and 1.25) go to the one that finds more.
+    When no factor finds ``least`` particles, 1.
 
     Parameters
     ----------
@@ -94,6 +105,8 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
         Factors, 1 among them.
     found
         Estimated particles at each.
+    least
+        Fewest particles (at the best factor) to move off 1 for.
 
     Returns
     -------
@@ -101,6 +114,8 @@ def choose_factor(factors: Sequence[float], found: Sequence[float], margin: floa
         The chosen factor.
     """
     top = max(found)
+    if top < least:
+        return 1.0
     near = [(f, n) for f, n in zip(factors, found, strict=True) if n * (1.0 + margin) >= top]
     # as near to 1 as each other (0.8 and 1.25): the one finding more
     return float(min(near, key=lambda fn: (round(abs(float(np.log(fn[0]))), 9), -fn[1]))[0])
@@ -265,7 +280,7 @@ def search_diameter(
                                    classifier)[0])
     bar.close()
     counts = [found[invert, f] for f in factors]
-    factor = choose_factor(factors, counts)
+    factor = choose_factor(factors, counts, least=SEARCH_MIN_PER_MICROGRAPH * n_read)
     table = pd.DataFrame({
         "factor": factors,
         "diameter_A": [params.diameter_A * f for f in factors],
