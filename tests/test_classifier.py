@@ -41,7 +41,7 @@ def test_extract_crops_centre_and_padding():
 
 def test_crops_by_class_respect_particles_and_junk():
     rng = np.random.default_rng(0)
-    img = rng.normal(size=(160, 160)).astype(np.float32)
+    img = rng.normal(size=(160, 160)).astype(np.float32)  # every value is unique: a crop's centre says where it is
     junk = np.zeros((160, 160), np.uint8)
     junk[:, 110:] = 1
     centres = np.array([[30.0, 30.0], [60.0, 100.0], [90.0, 40.0]])
@@ -50,17 +50,31 @@ def test_crops_by_class_respect_particles_and_junk():
     assert crops.shape[1:] == (32, 32) and np.bincount(labels).tolist() == [3, 6, 6]
     # the particle crops are centred on the particles
     assert np.array_equal(crops[0], img[30 - 16 : 30 + 16, 30 - 16 : 30 + 16])
-    # interference crops overlap the mask; noise crops hold none of it
+    # interference crops are centred on the mask; noise crops hold none of it, a diameter from every particle
     for crop, lab in zip(crops, labels, strict=True):
-        found = np.argwhere([np.array_equal(crop, img[y - 16 : y + 16, x - 16 : x + 16])
-                             for y in range(16, 145) for x in range(16, 145)])  # fmt: skip
-        y, x = divmod(int(found[0, 0]), 129)
-        y, x = y + 16, x + 16
+        (y, x), = np.argwhere(img == crop[16, 16])
+        assert np.array_equal(crop, extract_crops(img, np.array([[x, y]]), 32)[0])
         if lab == 1:
             assert junk[y, x] == 1
         elif lab == 2:
-            assert junk[y - 16 : y + 16, x - 16 : x + 16].sum() == 0
+            assert junk[max(0, y - 16) : y + 16, max(0, x - 16) : x + 16].sum() == 0
             assert np.hypot(*(centres - [x, y]).T).min() >= 16
+
+
+def test_every_class_is_drawn_up_to_the_edges():
+    """Particles at the edge give zero-padded crops; interference and noise must too, or padding
+    itself says "particle" (the general classifier once passed debris at the edges for that)."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(160, 160)).astype(np.float32)
+    junk = np.zeros((160, 160), np.uint8)
+    junk[:, 150:] = 1  # only within half a box (16 px) of the right edge
+    centres = np.array([[40.0, 40.0], [80.0, 80.0], [40.0, 120.0]])
+    cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=20, junk_per_particle=3, centre_jitter=0)
+    crops, labels = micrograph_crops(img, centres, junk, cfg, rng)
+    assert np.bincount(labels, minlength=3)[1] == 9
+    padded = (crops == 0).all(axis=1).any(axis=1) | (crops == 0).all(axis=2).any(axis=1)  # a zero row or column
+    assert padded[labels == 1].all()
+    assert padded[labels == 2].any()
 
 
 def test_trunk_transfers_exactly(tmp_path):
@@ -83,13 +97,14 @@ def test_negatives_become_interference_crops_unless_they_sit_on_a_particle():
     rng = np.random.default_rng(1)
     img = rng.normal(size=(160, 160)).astype(np.float32)
     centres = np.array([[30.0, 30.0], [90.0, 40.0]])
-    negatives = np.array([[70.0, 110.0], [120.0, 60.0], [33.0, 28.0], [5.0, 80.0]])  # 3rd on a particle, 4th at the edge
+    # the 3rd sits on a particle, the 4th at the edge (kept: its crop is padded), the 5th outside the image
+    negatives = np.array([[70.0, 110.0], [120.0, 60.0], [33.0, 28.0], [5.0, 80.0], [170.0, 80.0]])
     cfg = ClassifierTrainConfig(particle_px=16, noise_per_particle=1, junk_per_particle=1, centre_jitter=0)
     crops, labels = micrograph_crops(img, centres, None, cfg, rng, negatives=negatives)
-    assert np.bincount(labels, minlength=3).tolist() == [2, 2, 2]
+    assert np.bincount(labels, minlength=3).tolist() == [2, 3, 2]
     got = crops[labels == 1]
-    for (x, y), crop in zip(negatives[:2].astype(int), got, strict=True):
-        assert np.array_equal(crop, img[y - 16 : y + 16, x - 16 : x + 16])
+    assert np.array_equal(got, extract_crops(img, negatives[[0, 1, 3]], 32))
+    assert np.array_equal(got[0], img[110 - 16 : 110 + 16, 70 - 16 : 70 + 16])
     # no negatives, no mask: no interference class
     _, labels = micrograph_crops(img, centres, None, cfg, rng)
     assert np.bincount(labels, minlength=3)[1] == 0

@@ -15,6 +15,13 @@ Crops are cut from micrographs prepared exactly as for segmentation training
 - **noise**: centred on random pixels at least one diameter from every
   particle centre and whose box holds no interference.
 
+Every class is drawn over the whole micrograph, its edges included, where the
+box leaves the image and is zero-padded (:func:`pixer.models.classifier.extract_crops`),
+as it is for candidates at the edge when picking. (Interference and noise
+used to be drawn only where the box fits, while particles came from
+anywhere: the classifier learnt padding as a sign of a particle and passed
+debris at the edges, P(particle) ≈ 1 for most padded crops.)
+
 Training draws class-balanced batches (a class, then an example of it, with a
 random flip / 90° rotation), all from ``default_rng([seed, step])``; the
 validation set is the crops of held-out micrographs. Recorded: validation
@@ -127,7 +134,7 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
     negatives
         ``(k, 2)`` centres ``[x, y]`` (image px) of picks that are not
         particles: interference crops (those within half a diameter of a
-        particle centre, or whose box leaves the image, are skipped).
+        particle centre, or outside the image, are skipped).
 
     Returns
     -------
@@ -145,17 +152,15 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
     ij = np.rint(centres[:, ::-1]).astype(int).clip(0, [h - 1, w - 1])
     seeds[ij[:, 0], ij[:, 1]] = False
     dist = ndi.distance_transform_edt(seeds) if len(centres) else np.full((h, w), np.inf)
-    border = np.zeros((h, w), bool)
-    border[box // 2 : h - box // 2, box // 2 : w - box // 2] = True
     junk = np.zeros((h, w), bool) if junk is None else np.asarray(junk) > 0
     junk_frac = ndi.uniform_filter(junk.astype(np.float32), box, mode="constant")
     n = max(1, len(centres))
     jitter = config.centre_jitter * d
     picks = [(centres + rng.uniform(-jitter, jitter, centres.shape) if jitter > 0 else centres, PARTICLE)]
     for cls, allowed, ratio in (
-        (INTERFERENCE, junk & (junk_frac >= config.min_junk_fraction) & (dist > d / 2) & border,
+        (INTERFERENCE, junk & (junk_frac >= config.min_junk_fraction) & (dist > d / 2),
          config.junk_per_particle),
-        (NOISE, (junk_frac < 1e-6) & (dist >= d) & border, config.noise_per_particle),
+        (NOISE, (junk_frac < 1e-6) & (dist >= d), config.noise_per_particle),
     ):  # fmt: skip
         ys, xs = np.nonzero(allowed)
         k = min(len(ys), max(1, int(round(ratio * n))))
@@ -165,7 +170,7 @@ def micrograph_crops(image: np.ndarray, centres: np.ndarray, junk: np.ndarray | 
         neg = np.asarray(negatives, np.float64).reshape(-1, 2)
         ij = np.rint(neg[:, ::-1]).astype(int)
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < h) & (ij[:, 1] >= 0) & (ij[:, 1] < w)
-        ok[ok] = border[ij[ok, 0], ij[ok, 1]] & (dist[ij[ok, 0], ij[ok, 1]] > d / 2)
+        ok[ok] = dist[ij[ok, 0], ij[ok, 1]] > d / 2
         picks.append((neg[ok], INTERFERENCE))
     crops = np.concatenate([extract_crops(image, c, box) for c, _ in picks])
     labels = np.concatenate([np.full(len(c), cls, np.int64) for c, cls in picks])
