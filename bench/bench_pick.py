@@ -25,6 +25,7 @@ Example::
     python bench/bench_pick.py                         # 4 x 1024², 2 x 4096², 2 repeats
     python bench/bench_pick.py --model /tmp/pbench/model --work /tmp/pbench --max-load 1.5
     python bench/bench_pick.py --sizes 1024 --n 1024=8 --repeats 3 --json pick.json
+    python bench/bench_pick.py --skip-e2e --classifier pixer/models/weights/general_classifier   # its cost
 """
 
 from __future__ import annotations
@@ -177,8 +178,10 @@ def end_to_end(sim: Path, model: Path, out_root: Path, repeats: int, flags: list
 
 
 def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
-               max_load: float | None, wait_s: float) -> dict:
-    """``pick_image`` and its stages on each micrograph; per-micrograph means of the lowest repeat."""
+               max_load: float | None, wait_s: float, classifier_dir: str | None = None) -> dict:
+    """``pick_image`` and its stages on each micrograph; per-micrograph means of the lowest repeat.
+    With ``classifier_dir`` also ``pick_image`` with that crop classifier filtering the candidates
+    (its own rule), and how many picks it kept."""
     import numpy as np
     import torch
 
@@ -190,6 +193,15 @@ def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
 
     model, config = load_model(str(model_dir), device="cpu")
     params = PickParams(diameter_A=DIAMETER, threshold=threshold)
+    classifier, classified = None, params
+    if classifier_dir:
+        from dataclasses import replace
+
+        from pixer.models.classifier import load_classifier
+
+        classifier = load_classifier(classifier_dir, device="cpu")
+        classified = replace(params, classifier_min=float(classifier[1].get("particle_min", 0.5)),
+                             classifier_junk=float(classifier[1].get("junk_max", 1.0)))
     paths = sorted((sim / "micrographs").glob("*.mrc"))
 
     def stages(path):
@@ -213,8 +225,8 @@ def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
         for r in range(repeats):
             load = wait_for_load(max_load, wait_s)
             split = np.zeros(4)
-            total = 0.0
-            n_picks = 0
+            total = with_clf = 0.0
+            n_picks = n_kept = 0
             for p in paths:
                 s, img, apix, k = stages(p)
                 split += s
@@ -222,14 +234,22 @@ def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
                 picks, _, _ = pick_image(img, apix, model, config, params, device="cpu")
                 total += time.perf_counter() - t0
                 n_picks += len(picks)
+                if classifier is not None:
+                    t0 = time.perf_counter()
+                    kept, _, _ = pick_image(img, apix, model, config, classified, device="cpu", classifier=classifier)
+                    with_clf += time.perf_counter() - t0
+                    n_kept += len(kept)
             row = {"read": split[0], "preprocess": split[1], "network": split[2], "localmax": split[3],
                    "pick_image": total, "load1": load, "n_picks": n_picks}
+            if classifier is not None:
+                row.update(pick_image_classified=with_clf, n_kept=n_kept)
             print(f"  in-process rep {r}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
             if best is None or row["pick_image"] < best["pick_image"]:
                 best = row
     n = len(paths)
-    out = {f"{k}_s_per_mic": best[k] / n for k in ("read", "preprocess", "network", "localmax", "pick_image")}
-    out.update(n=n, load1=best["load1"], n_picks=best["n_picks"],
+    out = {f"{k}_s_per_mic": best[k] / n for k in ("read", "preprocess", "network", "localmax", "pick_image",
+                                                   "pick_image_classified") if k in best}
+    out.update(n=n, load1=best["load1"], n_picks=best["n_picks"], n_kept=best.get("n_kept"),
                mic_per_s_pick_image=n / best["pick_image"],
                mic_per_s_stages=n / (best["read"] + best["preprocess"] + best["network"] + best["localmax"]))
     return out
@@ -254,6 +274,8 @@ def main() -> None:
                    help="micrographs per size (default 1024=4 4096=2)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threshold", type=float, default=0.5, help="pick_image threshold for the in-process part")
+    p.add_argument("--classifier", default=None, metavar="DIR",
+                   help="also time pick_image with this crop classifier (e.g. pixer/models/weights/general_classifier)")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--skip-inprocess", action="store_true")
     p.add_argument("--max-load", type=float, default=None, help="wait for the 1-min load to fall below this")
@@ -278,7 +300,7 @@ def main() -> None:
         if not a.skip_e2e:
             res["end_to_end"] = end_to_end(sim, model, work / f"pick_{size}", a.repeats, flags, a.max_load, a.wait)
         if not a.skip_inprocess:
-            res["in_process"] = in_process(sim, model, a.repeats, a.threshold, a.max_load, a.wait)
+            res["in_process"] = in_process(sim, model, a.repeats, a.threshold, a.max_load, a.wait, a.classifier)
         results["sizes"][size] = res
 
     print("\nsize   | e2e wall s/mic | e2e mic/s | e2e cpu s/mic | picking s/mic | pick_image s/mic | read | preprocess | network | localmax | load")
@@ -291,6 +313,14 @@ def main() -> None:
               f"{f(i, 'pick_image_s_per_mic'):>16} | {f(i, 'read_s_per_mic')} | {f(i, 'preprocess_s_per_mic')} | "
               f"{f(i, 'network_s_per_mic')} | {f(i, 'localmax_s_per_mic')} | "
               f"{e.get('load1', i.get('load1', float('nan'))):.2f}")
+    if a.classifier:
+        print(f"\nwith the crop classifier {a.classifier} (pick_image, its own rule):")
+        for size, res in results["sizes"].items():
+            i = res.get("in_process", {})
+            if "pick_image_classified_s_per_mic" in i:
+                plain, clf = i["pick_image_s_per_mic"], i["pick_image_classified_s_per_mic"]
+                print(f"{size:>5}²: {plain:.3f} -> {clf:.3f} s/mic (+{clf / plain - 1:.1%}); "
+                      f"picks {i['n_picks']} -> {i['n_kept']}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2) + "\n")
 
