@@ -58,7 +58,7 @@ def test_auto_means_the_general_classifier_with_the_general_model_only(tmp_path)
 def test_classifier_calls_debris_junk_and_particles_not(tmp_path):
     """Apoferritin at -10 dB among small dark debris (the simulator's `debris`, nothing else): crops at
     the particles' true centres get P(interference) above the classifier's `junk_max` almost never,
-    crops at the debris mostly (measured: 0 of 50 particles, 68-82 % of the debris)."""
+    crops at the debris mostly (measured: 0 of 50 particles, 82-84 % of the debris)."""
     from pixer.data.preprocess import prepare
     from pixer.io.coords import read_picks
     from pixer.io.micrographs import read_micrograph
