@@ -129,7 +129,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="before the run, pick --search-micrographs of the micrographs at these factors on "
                              "--diameter (none given: 0.8 0.9 1 1.1 1.25 1.4) and run at the one where the most "
                              "particles stand out from the model's empty-micrograph background (of those within "
-                             "5 %% of the most, the one nearest 1). Default: on, with those factors, for a model "
+                             f"5 %% of the most, the one nearest 1; --diameter stays when fewer than "
+                             f"{SEARCH_MIN_PER_MICROGRAPH:g} per "
+                             "micrograph stand out at every factor). Default: on, with those factors, for a model "
                              "that stores its background (the general model does), off for others")
     search.add_argument("--no-diameter-search", action="store_true",
                         help="pick at --diameter as given, with no search")
