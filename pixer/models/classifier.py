@@ -128,10 +128,14 @@ def extract_crops(image: np.ndarray, centres: np.ndarray, box: int) -> np.ndarra
 
 
 @torch.no_grad()
-def predict_crops(model: CropClassifier, crops: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities of ``(n, s, s)`` crops: ``(n, n_classes)`` float32 (softmax), model in eval mode."""
+def predict_crops(model: CropClassifier, crops: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+    """Class probabilities of ``(n, s, s)`` crops: ``(n, n_classes)`` float32 (softmax), model in eval mode.
+
+    ``batch_size`` None: 64 crops a pass on the CPU (48² crops on 2 cores: 1600 of them in 2.6 s,
+    against 3.5 s at 256, which leave the caches), 512 on a GPU."""
     model.eval()
     device = next(model.parameters()).device
+    batch_size = batch_size or (64 if device.type == "cpu" else 512)
     x = torch.as_tensor(np.asarray(crops, np.float32) if not isinstance(crops, torch.Tensor) else crops)
     out = [torch.softmax(model(x[i : i + batch_size, None].to(device).float()), 1).cpu()
            for i in range(0, len(x), batch_size)]  # fmt: skip
