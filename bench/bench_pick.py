@@ -189,7 +189,7 @@ def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
     from pixer.io.micrographs import read_micrograph
     from pixer.models.store import load_model
     from pixer.pick.localmax import grid_local_maxima
-    from pixer.pick.picker import PickParams, model_apix, pick_image, probability_map
+    from pixer.pick.picker import PickParams, classifier_rule, model_apix, pick_image, probability_map
 
     model, config = load_model(str(model_dir), device="cpu")
     params = PickParams(diameter_A=DIAMETER, threshold=threshold)
@@ -200,8 +200,7 @@ def in_process(sim: Path, model_dir: Path, repeats: int, threshold: float,
         from pixer.models.classifier import load_classifier
 
         classifier = load_classifier(classifier_dir, device="cpu")
-        classified = replace(params, classifier_min=float(classifier[1].get("particle_min", 0.5)),
-                             classifier_junk=float(classifier[1].get("junk_max", 1.0)))
+        classified = replace(params, **classifier_rule(classifier[1]))
     paths = sorted((sim / "micrographs").glob("*.mrc"))
 
     def stages(path):

@@ -74,7 +74,7 @@ from pixer.models.general import AUTO, resolve_classifier, resolve_model
 from pixer.models.store import load_model
 from pixer.pick.batch import (SUMMARY_COLUMNS, PickTask, failed_row, gather_parts, run_area, weights_stamp,
                               write_outputs)
-from pixer.pick.picker import PickParams
+from pixer.pick.picker import PickParams, classifier_rule
 from pixer.pick.search import NO_BACKGROUND, POLARITIES, SEARCH_MIN_PER_MICROGRAPH, background_of
 from pixer.pick.threshold import CANDIDATE_FLOOR, apply_threshold, auto_threshold, calibrated_threshold
 
@@ -268,11 +268,9 @@ def _classifier(args, model_dir: str) -> tuple[str | None, dict]:
     info = load_classifier(folder)[1]
     rule = ("auto: the general classifier, with the general model" if args.classifier in (None, AUTO)
             else f"--classifier {args.classifier}")
-    p_min, p_junk = (float(given if given is not None else info.get(key, default))
-                     for given, key, default in ((args.classifier_min, "particle_min", 0.5),
-                                                 (args.classifier_junk, "junk_max", 1.0)))  # fmt: skip
-    return args.classifier_dir, {"used": True, "dir": args.classifier_dir, "rule": rule, "particle_min": p_min,
-                                 "junk_max": p_junk}
+    given = classifier_rule(info, args.classifier_min, args.classifier_junk)
+    return args.classifier_dir, {"used": True, "dir": args.classifier_dir, "rule": rule,
+                                 "particle_min": given["classifier_min"], "junk_max": given["classifier_junk"]}
 
 
 def _classifier_key(args) -> str | None:
@@ -387,8 +385,9 @@ def main(args: argparse.Namespace) -> int:
     floor = CANDIDATE_FLOOR if args.threshold == "auto" else min(CANDIDATE_FLOOR, float(args.threshold))
     params = PickParams(diameter_A=args.diameter, threshold=floor, min_distance_A=args.min_distance,
                         max_picks=None, batch_size=args.batch_size, edge_margin_A=args.edge_margin,
-                        invert=args.polarity == "bright", classifier_min=classifier.get("particle_min", 0.5),
-                        classifier_junk=classifier.get("junk_max", 1.0))  # fmt: skip
+                        invert=args.polarity == "bright",
+                        classifier_min=classifier.get("particle_min", PickParams.classifier_min),
+                        classifier_junk=classifier.get("junk_max", PickParams.classifier_junk))  # fmt: skip
     search, adapted = None, None
     has_background = background_of(config) is not None
     searching = args.diameter_search is not None or (has_background and not args.no_diameter_search)

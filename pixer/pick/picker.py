@@ -226,6 +226,20 @@ def pick_image(
     return picks.sort_values("score", ascending=False, ignore_index=True), prob, apix_used
 
 
+def classifier_rule(info: dict, classifier_min: float | None = None,
+                    classifier_junk: float | None = None) -> dict[str, float]:
+    """A crop classifier's rule as :class:`PickParams` fields ``classifier_min`` and ``classifier_junk``.
+
+    Each is the value given, else the classifier's own (``particle_min`` / ``junk_max`` in its
+    ``classifier.json``), else :class:`PickParams`' default (PIXER's P(particle) ≥ 0.5; no limit on
+    P(interference)).
+    """
+    own = {"classifier_min": info.get("particle_min", PickParams.classifier_min),
+           "classifier_junk": info.get("junk_max", PickParams.classifier_junk)}
+    given = {"classifier_min": classifier_min, "classifier_junk": classifier_junk}
+    return {k: float(given[k] if given[k] is not None else own[k]) for k in own}
+
+
 def classify_candidates(
     image: np.ndarray,
     apix: float,
