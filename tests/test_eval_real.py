@@ -60,14 +60,31 @@ def test_fp_contrast_tells_particle_like_false_positives_from_empty_ones(tmp_pat
                   "score": 0.9}).to_csv(tmp_path / "picks.csv", index=False)
     pd.DataFrame({"micrograph": "m.mrc", "x": [p[0] for p in discs[:8]], "y": [p[1] for p in discs[:8]]}).to_csv(
         tmp_path / "truth.csv", index=False)
+    from PIL import Image
+
+    (tmp_path / "labels").mkdir()
+    label = np.zeros((150, 150), np.uint8)  # half resolution, as CryoPPP's 10059 / 10947 masks
+    for x, y in discs[:8]:
+        label[(xx[::2, ::2] - x) ** 2 + (yy[::2, ::2] - y) ** 2 <= (d / 2) ** 2] = 255
+    Image.fromarray(label).save(tmp_path / "labels" / "m.png")
     assert mod.main(["--picks", str(tmp_path / "picks.csv"), "--truth", str(tmp_path / "truth.csv"),
-                     "--diameter", str(d), "--plot", str(tmp_path / "fp.png")]) == 0
-    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| ") and not line.startswith("| points")}
+                     "--diameter", str(d), "--plot", str(tmp_path / "fp.png"),
+                     "--masks", str(tmp_path / "labels")]) == 0
+    out = capsys.readouterr().out
+    contrast, size = (t.strip().splitlines() for t in out.split("\n\n")[:2])
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in contrast if not line.startswith(("| points", "|-"))}
     n = {k: int(v[0]) for k, v in rows.items()}
     med = {k: float(v[1]) for k, v in rows.items() if v[1].strip() != "–"}
     assert n["true positives"] == 8 and n["false positives"] == 8 and n["missed (FN)"] == 0
     assert med["true positives"] > 3 and abs(med["random points"]) < 0.1
     # the false positives are half discs, half empty spots: their median sits between
     assert 0.5 < med["false positives"] < med["true positives"]
+    # the discs' apparent size is the diameter given
+    sizes = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in size
+             if not line.startswith(("| points", "|-"))}
+    assert 0.85 <= sizes["true positives"] <= 1.15
+    # none of the false positives is on a labelled pixel; the 4 unlabelled discs pass as particles,
+    # the 4 empty spots do not: ceiling F1 = 2·8 / (2·8 + 4)
+    assert "false positives on a labelled pixel: 0 of 8" in out
+    assert "4 of 8" in out and "F1 0.800" in out
     assert (tmp_path / "fp.png").read_bytes()[:4] == b"\x89PNG"
