@@ -97,7 +97,7 @@ def read_label(folder: Path, mic: str, shape: tuple[int, int]) -> np.ndarray | N
                 lab = np.asarray(Image.open(f))
                 lab = lab[..., 0] if lab.ndim == 3 else lab
             else:
-                lab = read_micrograph(f).data
+                lab = read_micrograph(f, blank_ok=True).data
             lab = lab > 0
             ky, kx = shape[0] / lab.shape[0], shape[1] / lab.shape[1]
             rows = np.minimum((np.arange(shape[0]) / ky).astype(int), lab.shape[0] - 1)

@@ -84,7 +84,8 @@ def subset_crops(sim: Path, k: int, apix: float, model, config: dict, params: di
         junk_path = sim / "truth" / f"{mic_path.stem}_junk.mrc"
         junk = None
         if junk_path.is_file():
-            junk = label_to_grid(read_micrograph(junk_path, apix=1.0).data > 0, data.shape, apix, used, image.shape)
+            mask = read_micrograph(junk_path, apix=1.0, blank_ok=True).data > 0
+            junk = label_to_grid(mask, data.shape, apix, used, image.shape)
         cand, _, _ = pick_image(data, apix, model, config, PickParams(diameter_A=d, **params))
         neg = cand[["x", "y"]].to_numpy(np.float64) * scale
         crops, labels = micrograph_crops(image, centres, junk, clf, np.random.default_rng([11, k, j]), negatives=neg)

@@ -146,7 +146,7 @@ def test_mask_centres_on_real_cryoppp_mask(shared_data, dataset, tolerance):
     label = min((root / "labels").glob("*.png"))
     ref = pd.read_csv(root / "derived_coords" / f"{label.stem}.csv")
     image = read_micrograph(root / "images" / label.name, apix=1.0).data
-    got = mask_centres(read_micrograph(label, apix=1.0).data, image.shape)
+    got = mask_centres(read_micrograph(label, apix=1.0, blank_ok=True).data, image.shape)
     assert abs(len(got) - len(ref)) <= tolerance * len(ref), (len(got), len(ref))
     pi, _ = match_picks(got, ref[["x", "y"]].to_numpy(), radius=10.0)
     assert len(pi) >= (1 - 2 * tolerance) * len(ref)

@@ -78,7 +78,7 @@ def test_classifier_calls_debris_junk_and_particles_not(tmp_path):
         mic = read_micrograph(out / "micrographs" / "mic_0000.mrc")
         image, _ = prepare(mic.data, mic.apix, diameter / info["particle_px"])
         scale = image.shape[0] / mic.data.shape[0]
-        junk = read_micrograph(out / "truth" / "mic_0000_junk.mrc", apix=mic.apix).data > 0
+        junk = read_micrograph(out / "truth" / "mic_0000_junk.mrc", apix=mic.apix, blank_ok=True).data > 0
         labels, n = ndi.label(junk)
         centres = {"particles": read_picks([str(out / "particles.star")])[["x", "y"]].to_numpy(),
                    "debris": np.array(ndi.center_of_mass(junk, labels, range(1, n + 1)))[:, ::-1]}

@@ -14,11 +14,19 @@ from pixer import __version__
 from pixer.io.paths import write_text_atomic
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a float > 0."""
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (not nan, not ±inf)."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not abs(value) < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 

@@ -72,6 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as exc:  # an output folder under a plain file, a full disk, no permission ...
+        if exc.filename is None:
+            raise
+        where = exc.filename2 or exc.filename  # a rename's target: the output the user named
+        what = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            what += " (a plain file is where a folder is needed)"
+        print(f"pixer {args.command}: error: {where}: {what}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
@@ -100,6 +101,9 @@ def _labels_diameter(folder: str) -> float:
     """The particle diameter recorded by ``pixer labels`` in ``folder/labels.json``."""
     _, info = read_label_index(folder)
     value = info.get("diameter_A")
+    if not (Path(folder) / "labels.json").is_file():
+        raise PixerError(f"{Path(folder) / 'labels.json'}: not found (is this a pixer labels folder?): "
+                         "pass --diameter")
     if not isinstance(value, (int, float)) or not value > 0:
         raise PixerError(f"{folder}: labels.json records no particle diameter: pass --diameter")
     return float(value)

@@ -28,6 +28,7 @@ import sys
 
 from pixer.cli._common import positive_float, positive_int, write_run_record
 from pixer.errors import PixerError
+from pixer.io.match import match_micrograph_names
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.train.classifier import (
@@ -79,14 +80,24 @@ def main(args: argparse.Namespace) -> int:
         device=args.device, diameter_A=args.diameter,
     )
     negatives = read_picks(args.negatives) if args.negatives else None  # an empty file is an error there
+    if negatives is not None:
+        kept = match_micrograph_names(negatives, [str(m) for m in micrographs], on_unknown="drop")
+        where = " ".join(str(n) for n in args.negatives)
+        if kept.empty:
+            raise PixerError(f"{where}: none of its {len(negatives)} negatives names one of the {len(micrographs)} "
+                             "micrographs given (check the micrograph names)")
+        if len(kept) < len(negatives):
+            print(f"pixer train-classifier: warning: {where}: {len(negatives) - len(kept)} of {len(negatives)} "
+                  "negatives name no micrograph given; they are left out", file=sys.stderr)
     crops, labels, groups, apix_used = classifier_crops(micrographs, picks, args.diameter, config, apix=args.apix,
                                                         junk_masks=args.junk_masks, progress=not args.no_progress,
                                                         negatives=negatives)  # fmt: skip
     config.apix = apix_used
     if not (labels == 1).any():
-        print("pixer train-classifier: warning: no interference crops (no --junk-masks or --negatives, or the "
-              "masks are empty)",
-              file=sys.stderr)
+        why = ("no crop could be cut at the negatives (on a particle or off the micrograph)" if args.negatives
+               else "the --junk-masks folder has no mask for these micrographs, or they are empty" if args.junk_masks
+               else "give --junk-masks or --negatives")
+        print(f"pixer train-classifier: warning: no interference crops ({why})", file=sys.stderr)
     metrics = train_classifier(crops, labels, groups, args.out, config, progress=not args.no_progress)
     write_run_record(args.out, "train-classifier", args, n_micrographs=len(micrographs), n_particles=len(picks),
                      apix_used=apix_used, metrics=metrics)

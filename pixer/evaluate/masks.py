@@ -156,7 +156,7 @@ def read_mask_truth(spec: str | os.PathLike, micrographs: list[Path]) -> pd.Data
         if mask_path is None:
             continue
         shape = read_micrograph(mic, apix=1.0).data.shape
-        mask = read_micrograph(mask_path, apix=1.0).data
+        mask = read_micrograph(mask_path, apix=1.0, blank_ok=True).data
         xy = mask_centres(mask, shape)
         rows.append(pd.DataFrame({"micrograph": str(mic), "x": xy[:, 0], "y": xy[:, 1]}))
     if not rows:

@@ -138,6 +138,11 @@ def _pair_micrographs(pick_names: list[str], true_names: list[str]) -> dict[str,
     return out
 
 
+def _few(names: list[str]) -> str:
+    """The first three micrograph keys of ``names``, for a message."""
+    return ", ".join(mic_key(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
+
+
 def _require(df: pd.DataFrame, what: str) -> None:
     missing = [c for c in ("micrograph", "x", "y") if c not in df.columns]
     if missing:
@@ -167,6 +172,11 @@ def match_tables(
     n_true
         Number of true particles per micrograph (indexed by truth name),
         including truth micrographs that have no picks.
+
+    Raises
+    ------
+    PixerError
+        A column is missing, or picks and truth (both non-empty) share no micrograph.
     """
     _require(picks_df, "picks")
     _require(truth_df, "ground truth")
@@ -174,6 +184,10 @@ def match_tables(
     picks["micrograph"] = picks["micrograph"].astype(str)
     true_names = truth_df["micrograph"].astype(str).to_numpy()
     pairing = _pair_micrographs(list(pd.unique(picks["micrograph"])), list(pd.unique(true_names)))
+    if pairing and len(true_names) and not any(pairing.values()):
+        raise PixerError(f"{picks_df.attrs.get('source', 'picks')} and {truth_df.attrs.get('source', 'ground truth')}: "
+                         f"no micrograph in common (picks on {_few(list(pairing))}; truth on "
+                         f"{_few(list(pd.unique(true_names)))}): check the micrograph names")
     tp = np.zeros(len(picks), dtype=bool)
     truth_row = np.full(len(picks), -1, dtype=np.int64)
     true_rows_by_name = pd.Series(np.arange(len(truth_df))).groupby(true_names).indices

@@ -30,6 +30,7 @@ import starfile
 
 from pixer.errors import PixerError, file_error
 from pixer.io.paths import atomic_path
+from pixer.io.star import ragged_row
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".map")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -62,7 +63,8 @@ class Micrograph:
 
 
 def read_micrograph(
-    path: str | os.PathLike, apix: float | None = None, mmap: bool = True, raw: bool = False
+    path: str | os.PathLike, apix: float | None = None, mmap: bool = True, raw: bool = False,
+    blank_ok: bool = False,
 ) -> Micrograph:
     """Read a 2D micrograph (MRC, TIFF, PNG or JPEG).
 
@@ -78,6 +80,9 @@ def read_micrograph(
     raw
         Return the stored dtype (a read-only memory map for MRC with ``mmap``)
         instead of float32.
+    blank_ok
+        Accept an image whose pixels are all the same (a mask or label image
+        with nothing marked); a micrograph like that is an error.
 
     Returns
     -------
@@ -88,7 +93,8 @@ def read_micrograph(
     ------
     PixerError
         Missing, truncated or corrupt file; a stack with more than one image;
-        NaN/Inf pixels; an image format without pixel size and no ``apix``.
+        NaN/Inf pixels; a blank image (every pixel the same); an image format
+        without pixel size and no ``apix``.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,6 +113,8 @@ def read_micrograph(
         n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
         if n_bad:
             raise file_error(path, f"{n_bad} NaN/Inf pixels")
+    if not blank_ok and (data.size == 0 or data.min() == data.max()):
+        raise file_error(path, f"blank micrograph: every pixel is {data.flat[0] if data.size else 'missing'}")
     if not raw and data.dtype != np.float32:
         data = data.astype(np.float32)
     if apix is not None and not apix > 0:
@@ -117,13 +125,30 @@ def read_micrograph(
     return Micrograph(data=data, apix=final_apix, path=path, name=path.stem)
 
 
+def require_room(path: str | os.PathLike, shape: tuple[int, ...], apix: float, diameter_A: float) -> None:
+    """A one-line error when a ``(h, w)`` micrograph of ``apix`` Å/px is narrower than one particle.
+
+    Raises
+    ------
+    PixerError
+        ``min(h, w) · apix < diameter_A``: the diameter or the pixel size is wrong.
+    """
+    h, w = shape[-2:]
+    side = min(h, w) * float(apix)
+    if side < diameter_A:
+        raise file_error(path, f"the micrograph ({w} × {h} px at {apix:g} Å/px, {side:.0f} Å across) is smaller "
+                               f"than the particle diameter {diameter_A:g} Å: check --diameter and --apix")
+
+
 def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, float | None]:
     """Return ``(data, apix or None)``; strict header check, then a permissive
     retry only for old-style files that lack the ``MAP`` id string."""
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
-        with opener(path, mode="r", permissive=False) as mrc:
-            return mrc.data, _header_apix(mrc)
+        with warnings.catch_warnings():  # the error below says what is wrong; no RuntimeWarning lines first
+            warnings.simplefilter("ignore")
+            with opener(path, mode="r", permissive=False) as mrc:
+                return mrc.data, _header_apix(mrc)
     except ValueError as exc:
         if "Map ID string not found" not in str(exc):
             raise file_error(path, f"not a readable MRC file ({exc})") from None
@@ -232,7 +257,8 @@ def _read_micrographs_star(path: Path) -> list[Path]:
     try:
         blocks = starfile.read(path, always_dict=True, parse_as_string=["rlnMicrographName"])
     except Exception as exc:
-        raise file_error(path, f"not a readable STAR file ({exc})") from None
+        what = ragged_row(path) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        raise file_error(path, f"not a readable STAR file ({what})") from None
     tables = [pd.DataFrame(b) if isinstance(b, pd.DataFrame) else pd.DataFrame([b]) for b in blocks.values()]
     tables = [t for t in tables if "rlnMicrographName" in t.columns]
     if not tables:

@@ -35,6 +35,7 @@ Pixel sizes (Å/px)
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -71,6 +72,39 @@ _WRITTEN = {k: _SIMPLE[k] for k in ("score", "rot", "tilt", "psi")} | {
 } | {k: _SIMPLE[k] for k in ("defocus_u", "defocus_v", "defocus_angle")}
 
 
+def _fields(line: str) -> int:
+    """Number of whitespace-separated fields of a STAR data row (quoted values count once)."""
+    if '"' in line or "'" in line:
+        try:
+            return len(shlex.split(line))
+        except ValueError:
+            pass
+    return len(line.split())
+
+
+def ragged_row(path: str | os.PathLike) -> str | None:
+    """The first loop row whose field count differs from its loop's columns, as ``"line N: k fields, the
+    loop has m columns"``; None when every row fits (or the file cannot be read as text)."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    columns, in_header = 0, False
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if line.startswith("loop_"):
+            columns, in_header = 0, True
+        elif line.startswith("data_"):
+            columns, in_header = 0, False
+        elif line.startswith("_") and in_header:
+            columns += 1
+        elif line and not line.startswith("#") and columns:
+            in_header = False
+            if _fields(line) != columns:
+                return f"line {number}: {_fields(line)} fields, the loop has {columns} columns"
+    return None
+
+
 def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
     """Read all data blocks of a STAR file with ``starfile``.
 
@@ -93,7 +127,8 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
     try:
         blocks = starfile.read(path, always_dict=True, parse_as_string=_STRING_COLUMNS)
     except Exception as exc:
-        raise file_error(path, f"not a readable STAR file ({type(exc).__name__}: {exc})") from None
+        what = ragged_row(path) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        raise file_error(path, f"not a readable STAR file ({what})") from None
     if not blocks:
         raise file_error(path, "empty or not a STAR file (no data_ blocks)")
     return blocks

@@ -36,7 +36,7 @@ from pixer import __version__
 from pixer.errors import file_error
 from pixer.io.paths import atomic_path, write_text_atomic
 from pixer.models.segmentation import AtrousSegNet, Trunk
-from pixer.models.store import _read_state
+from pixer.models.store import _read_state, mismatch
 
 #: class index → name (paper Fig. 3)
 CLASS_NAMES = ("particle", "interference", "noise")
@@ -161,9 +161,10 @@ def read_classifier_info(model_dir: str | os.PathLike) -> dict:
         raise file_error(path, "classifier config not found (is this a `pixer train-classifier` folder?)")
     try:
         info = json.loads(path.read_text())
-        dict(info["arch"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise file_error(path, f"unreadable classifier config ({type(exc).__name__})") from None
+    except (OSError, ValueError) as exc:
+        raise file_error(path, f"unreadable classifier config ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("arch"), dict):
+        raise file_error(path, "not a pixer classifier config: no \"arch\" record (made by pixer train-classifier?)")
     return info
 
 
@@ -176,8 +177,7 @@ def load_classifier(model_dir: str | os.PathLike, device: str | torch.device = "
         model = CropClassifier(**info["arch"])
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise file_error(path, f"weights do not match the architecture in {CLASSIFIER_JSON}: {first[:200]}") from None
+        raise file_error(path, f"weights do not match the architecture in {CLASSIFIER_JSON}: {mismatch(exc)}") from None
     return model.to(device).eval(), info
 
 

@@ -107,6 +107,12 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def mismatch(exc: Exception) -> str:
+    """One line from a ``load_state_dict`` error: its first mismatch, not torch's "Error(s) in loading" heading."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return " ".join(lines[1:2] or lines[:1])[:240]
+
+
 def load_model(
     model_dir: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[AtrousSegNet, dict]:
@@ -134,14 +140,22 @@ def load_model(
         objects are never executed).
     """
     model_dir = Path(model_dir)
+    if model_dir.is_file():
+        raise file_error(model_dir, "is a file: --model takes the model folder (the --out of pixer train), "
+                                    f"not {model_dir.name}")
     cfg_path = model_dir / CONFIG_JSON
     if not cfg_path.is_file():
         raise file_error(cfg_path, "model config not found")
     try:
         config = json.loads(cfg_path.read_text())
-        arch = dict(config["arch"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise file_error(cfg_path, f"unreadable model config ({type(exc).__name__})") from None
+    except (OSError, ValueError) as exc:
+        raise file_error(cfg_path, f"unreadable model config ({type(exc).__name__}: {exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("arch"), dict):
+        raise file_error(cfg_path, "not a pixer model config: no \"arch\" record (write it with pixer train)")
+    arch = dict(config["arch"])
+    particle_px = config.get("particle_px", 24.0)
+    if not isinstance(particle_px, (int, float)) or not 0 < particle_px < float("inf"):
+        raise file_error(cfg_path, f"particle_px must be a number > 0, got {particle_px!r}")
     weights = config.get("weights", WEIGHTS_PT)
     if weights not in (WEIGHTS_PT, WEIGHTS_SAFETENSORS):
         raise file_error(cfg_path, f"unknown weights file {weights!r}")
@@ -153,6 +167,5 @@ def load_model(
         model = AtrousSegNet(**arch)
         model.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise file_error(path, f"weights do not match the architecture in config.json: {first[:200]}") from None
+        raise file_error(path, f"weights do not match the architecture in config.json: {mismatch(exc)}") from None
     return model.to(device).eval(), config

@@ -32,7 +32,7 @@ import pandas as pd
 
 from pixer.errors import PixerError
 from pixer.io.coords import write_box, write_csv, write_relion_coords, write_topaz
-from pixer.io.micrographs import read_micrograph, write_micrographs_star
+from pixer.io.micrographs import read_micrograph, require_room, write_micrographs_star
 from pixer.io.paths import atomic_path, output_path
 from pixer.io.star import write_particles_star
 from pixer.pick.picker import PickParams, pick_image
@@ -139,10 +139,13 @@ def run_area(outdir: str | Path, names: Sequence[str]) -> float | None:
     return total
 
 
-def require_apix(mic, path: str | Path) -> None:
-    """A one-line error when a micrograph to pick has no pixel size (none in its header, no --apix)."""
+def require_apix(mic, path: str | Path, diameter_A: float | None = None) -> None:
+    """A one-line error when a micrograph to pick has no pixel size (none in its header, no --apix),
+    or, given the particle diameter (Å), is smaller than one particle."""
     if mic.apix is None:
         raise PixerError(f"{path}: pixel size unknown (not in the header): pass --apix")
+    if diameter_A is not None:
+        require_room(path, mic.data.shape, mic.apix, diameter_A)
 
 
 def read_part(part: str | Path) -> pd.DataFrame:
@@ -206,7 +209,7 @@ def pick_file(
     t0 = time.perf_counter()
     try:
         mic = read_micrograph(path, apix=apix)
-        require_apix(mic, path)
+        require_apix(mic, path, params.diameter_A)
         picks, _, _ = pick_image(mic.data, mic.apix, model, config, replace(params, max_picks=None), device=device,
                                  classifier=classifier)
     except PixerError as exc:

@@ -248,8 +248,8 @@ def classifier_crops(micrographs: Sequence[Path], picks: pd.DataFrame, diameter_
         mask_path = _junk_mask(junk_dir, Path(path))
         junk = None
         if mask_path is not None:
-            junk = label_to_grid(read_micrograph(mask_path, apix=1.0).data > 0, mic.data.shape, mic_apix, apix_used,
-                                 image.shape)  # fmt: skip
+            mask = read_micrograph(mask_path, apix=1.0, blank_ok=True).data > 0
+            junk = label_to_grid(mask, mic.data.shape, mic_apix, apix_used, image.shape)
         rng = np.random.default_rng([config.seed, 104729, g])
         neg = rows["_negative"].to_numpy(bool)
         crops, labels = micrograph_crops(image, _centres(rows[~neg], mic_apix, apix_used), junk, config, rng,

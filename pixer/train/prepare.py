@@ -18,7 +18,7 @@ from tqdm import tqdm
 from pixer.data.preprocess import fourier_crop, prepare
 from pixer.errors import PixerError
 from pixer.io.match import match_micrograph_names
-from pixer.io.micrographs import Micrograph, read_micrograph
+from pixer.io.micrographs import Micrograph, read_micrograph, require_room
 from pixer.labels.discs import DEFAULT_FRACTION, disc_labels_for_picks
 
 #: default particle diameter in pixels at the network's pixel size
@@ -87,6 +87,7 @@ def prepared_micrographs(
             mic_apix = float(rows["apix"].dropna().iloc[0])
         if mic_apix is None:
             raise PixerError(f"{path}: pixel size unknown (not in the header or the coordinates): pass --apix")
+        require_room(path, mic.data.shape, mic_apix, diameter_A)
         image, apix_used = prepare(mic.data, mic_apix, target_apix(mic_apix, diameter_A, particle_px), k=norm_k)
         yield PreparedMicrograph(Path(path), rows, mic, mic_apix, image, apix_used)
 
@@ -230,7 +231,8 @@ def label_samples(
         path, entry = Path(matched[i]), index.loc[i]
         mic = read_micrograph(path, apix=apix)
         mic_apix = mic.apix if mic.apix is not None else float(entry["apix"])
-        label = read_micrograph(entry["label_path"], apix=1.0).data
+        require_room(path, mic.data.shape, mic_apix, diameter_A)
+        label = read_micrograph(entry["label_path"], apix=1.0, blank_ok=True).data
         mic_shape = (int(entry["mic_height"]), int(entry["mic_width"]))
         if tuple(mic.data.shape) != mic_shape:
             raise PixerError(f"{entry['label_path']}: made for a {mic_shape[0]} x {mic_shape[1]} micrograph, "

@@ -1,0 +1,168 @@
+"""Bad input gets one clear line naming the file and what is wrong (twelfth session's sweep).
+
+Each case here printed a traceback, or ran on garbage with exit status 0, before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pixer.cli.main import main
+from pixer.errors import PixerError
+from pixer.evaluate.matching import match_tables
+from pixer.io.micrographs import read_micrograph, require_room
+from pixer.io.mrc_write import write_mrc
+from pixer.io.star import read_star_blocks
+from pixer.models.segmentation import AtrousSegNet
+from pixer.models.store import load_model, save_model
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "nothing on stderr"
+    assert not any(line.startswith("Traceback") for line in err)
+    return err[-1]
+
+
+def _tables(tmp_path):
+    picks = tmp_path / "picks.csv"
+    truth = tmp_path / "truth.csv"
+    pd.DataFrame({"micrograph": ["mic_0000.mrc"] * 2, "x": [10.0, 50.0], "y": [10.0, 50.0],
+                  "score": [0.9, 0.8]}).to_csv(picks, index=False)
+    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [11.0], "y": [10.0]}).to_csv(truth, index=False)
+    return picks, truth
+
+
+def test_an_output_folder_under_a_plain_file_is_one_line(tmp_path, capsys):
+    picks, truth = _tables(tmp_path)
+    (tmp_path / "plain").write_text("not a folder\n")
+    rc = main(["evaluate", "--picks", str(picks), "--truth", str(truth), "--diameter", "20", "--apix", "1",
+               "--out", str(tmp_path / "plain" / "sub")])
+    assert rc == 2
+    line = _error(capsys)
+    assert line.startswith("pixer evaluate: error: ") and str(tmp_path / "plain") in line and "folder" in line
+
+
+def test_infinite_and_nan_physical_parameters_are_refused(tmp_path, capsys):
+    picks, truth = _tables(tmp_path)
+    for bad in ("inf", "nan", "-inf"):
+        with pytest.raises(SystemExit) as exc:
+            main(["evaluate", "--picks", str(picks), "--truth", str(truth), f"--diameter={bad}", "--out",
+                  str(tmp_path / "e")])
+        assert exc.value.code == 2
+        assert "finite number > 0" in capsys.readouterr().err
+
+
+def test_a_blank_micrograph_is_an_error_and_a_blank_mask_is_not(tmp_path):
+    write_mrc(tmp_path / "zero.mrc", np.zeros((32, 32), np.float32), apix=2.0)
+    with pytest.raises(PixerError, match=r"zero\.mrc: blank micrograph: every pixel is 0"):
+        read_micrograph(tmp_path / "zero.mrc")
+    assert not read_micrograph(tmp_path / "zero.mrc", blank_ok=True).data.any()
+
+
+def test_a_micrograph_narrower_than_the_particle_is_an_error(tmp_path):
+    require_room("m.mrc", (64, 100), 4.0, 256.0)  # 256 Å across: room for one particle
+    with pytest.raises(PixerError, match=r"m\.mrc: the micrograph \(100 × 64 px at 4 Å/px, 256 Å across\) is "
+                                         r"smaller than the particle diameter 5000 Å"):
+        require_room("m.mrc", (64, 100), 4.0, 5000.0)
+
+
+def test_pick_and_train_refuse_a_diameter_larger_than_the_micrographs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "mics").mkdir()
+    write_mrc(tmp_path / "mics" / "mic_0000.mrc", rng.normal(size=(64, 64)).astype(np.float32), apix=4.0)
+    coords = tmp_path / "coords.csv"
+    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [32.0], "y": [32.0]}).to_csv(coords, index=False)
+    rc = main(["train", "--micrographs", str(tmp_path / "mics"), "--coords", str(coords), "--diameter", "5000",
+               "--out", str(tmp_path / "model"), "--steps", "1", "--no-progress"])
+    assert rc == 2
+    assert "smaller than the particle diameter 5000 Å" in _error(capsys)
+    assert not (tmp_path / "model" / "model.pt").exists()
+    rc = main(["pick", "--micrographs", str(tmp_path / "mics"), "--diameter", "5000", "--no-diameter-search",
+               "--out", str(tmp_path / "picks"), "--cluster", "none", "--no-progress"])
+    assert rc == 2
+    line = _error(capsys)
+    assert "mic_0000.mrc" in line and "smaller than the particle diameter 5000 Å" in line
+
+
+def _model(tmp_path):
+    save_model(tmp_path / "m", AtrousSegNet(width=8, branch_width=8, n_branches=2, rates=(2, 4)), {})
+    return tmp_path / "m"
+
+
+def test_model_folder_mistakes_are_named(tmp_path):
+    folder = _model(tmp_path)
+    with pytest.raises(PixerError, match=r"model\.pt: is a file: --model takes the model folder"):
+        load_model(folder / "model.pt")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({"foo": 1}))
+    with pytest.raises(PixerError, match=r'config\.json: not a pixer model config: no "arch" record'):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(PixerError, match=r'no "arch" record'):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**cfg, "particle_px": -24}))
+    with pytest.raises(PixerError, match=r"particle_px must be a number > 0, got -24"):
+        load_model(folder)
+    (folder / "config.json").write_text(json.dumps({**cfg, "arch": {**cfg["arch"], "width": 16}}))
+    with pytest.raises(PixerError, match=r"do not match the architecture in config.json: size mismatch for "):
+        load_model(folder)
+    assert load_model(_model(tmp_path / "again"))[1]["arch"]["width"] == 8
+
+
+def test_picks_and_truth_with_no_micrograph_in_common(tmp_path):
+    picks = pd.DataFrame({"micrograph": ["a_001.mrc", "a_002.mrc"], "x": [1.0, 2.0], "y": [1.0, 2.0]})
+    truth = pd.DataFrame({"micrograph": ["other_9.mrc"], "x": [1.0], "y": [1.0]})
+    truth.attrs["source"] = "truth.star"
+    with pytest.raises(PixerError, match=r"picks and truth.star: no micrograph in common \(picks on a_001, a_002; "
+                                         r"truth on other_9\)"):
+        match_tables(picks, truth, 5.0)
+    # one in common: scored as before; no truth at all (empty micrographs): no error
+    got, _ = match_tables(picks, truth.assign(micrograph="a_001.mrc"), 5.0)
+    assert got["tp"].tolist() == [True, False]
+    got, _ = match_tables(picks, truth.iloc[:0], 5.0)
+    assert not got["tp"].any()
+
+
+def test_a_star_row_with_the_wrong_number_of_fields_names_its_line(tmp_path):
+    star = tmp_path / "ragged.star"
+    star.write_text("data_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                    "mic_0000.mrc 10 10\nmic_0000.mrc 100\nmic_0000.mrc 50 50 7 8\n")
+    with pytest.raises(PixerError) as exc:
+        read_star_blocks(star)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.endswith("ragged.star: not a readable STAR file (line 8: 2 fields, the loop has 3 columns)")
+
+
+def test_train_classifier_negatives_on_no_micrograph_given(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "mics").mkdir()
+    write_mrc(tmp_path / "mics" / "mic_0000.mrc", rng.normal(size=(96, 96)).astype(np.float32), apix=4.0)
+    coords = tmp_path / "coords.csv"
+    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [48.0], "y": [48.0]}).to_csv(coords, index=False)
+    negatives = tmp_path / "rejected.csv"
+    pd.DataFrame({"micrograph": ["other_0001.mrc"] * 2, "x": [20.0, 70.0], "y": [20.0, 70.0]}).to_csv(
+        negatives, index=False)
+    rc = main(["train-classifier", "--micrographs", str(tmp_path / "mics"), "--coords", str(coords),
+               "--negatives", str(negatives), "--diameter", "80", "--out", str(tmp_path / "clf"), "--steps", "1",
+               "--no-progress"])
+    assert rc == 2
+    assert "rejected.csv: none of its 2 negatives names one of the 1 micrographs given" in _error(capsys)
+
+
+def test_train_on_a_labels_folder_without_labels_json(tmp_path, capsys):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "mics").mkdir()
+    write_mrc(tmp_path / "mics" / "mic_0000.mrc", np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32),
+              apix=4.0)
+    rc = main(["train", "--micrographs", str(tmp_path / "mics"), "--labels", str(tmp_path / "labels"),
+               "--out", str(tmp_path / "model"), "--steps", "1", "--no-progress"])
+    assert rc == 2
+    line = _error(capsys)
+    assert "labels" in line and ("label_index.star" in line or "labels.json: not found" in line)
+
