@@ -118,8 +118,8 @@ def test_picks_and_truth_with_no_micrograph_in_common(tmp_path):
     picks = pd.DataFrame({"micrograph": ["a_001.mrc", "a_002.mrc"], "x": [1.0, 2.0], "y": [1.0, 2.0]})
     truth = pd.DataFrame({"micrograph": ["other_9.mrc"], "x": [1.0], "y": [1.0]})
     truth.attrs["source"] = "truth.star"
-    with pytest.raises(PixerError, match=r"picks and truth.star: no micrograph in common \(picks on a_001, a_002; "
-                                         r"truth on other_9\)"):
+    with pytest.raises(PixerError, match=r"truth.star: none of its 1 micrograph\(s\) \(e.g. other_9.mrc\) is among "
+                                         r"the 2 micrographs of the picks \(e.g. a_001.mrc\)"):
         match_tables(picks, truth, 5.0)
     # one in common: scored as before; no truth at all (empty micrographs): no error
     got, _ = match_tables(picks, truth.assign(micrograph="a_001.mrc"), 5.0)
@@ -166,3 +166,18 @@ def test_train_on_a_labels_folder_without_labels_json(tmp_path, capsys):
     line = _error(capsys)
     assert "labels" in line and ("label_index.star" in line or "labels.json: not found" in line)
 
+
+
+def test_labels_read_only_headers_but_refuse_a_truncated_micrograph(tmp_path):
+    """`pixer labels` reads micrograph shapes from the MRC headers alone; a file cut short is still refused."""
+    from pixer.labels.inputs import micrograph_files
+
+    rng = np.random.default_rng(0)
+    whole, cut = tmp_path / "mic_0000.mrc", tmp_path / "mic_0001.mrc"
+    write_mrc(whole, rng.normal(size=(64, 80)).astype(np.float32), apix=2.0)
+    cut.write_bytes(whole.read_bytes()[:3000])
+    particles = pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [10.0], "y": [10.0]})
+    shapes, apix = micrograph_files(particles, [whole])
+    assert list(shapes.values()) == [(64, 80)] and list(apix.values()) == [2.0]
+    with pytest.raises(PixerError, match=r"mic_0001\.mrc: truncated MRC file: 3000 bytes, its header needs 21504"):
+        micrograph_files(particles.assign(micrograph="mic_0001.mrc"), [cut])

@@ -15,6 +15,12 @@ densely packed data. Written: OUT/benchmark.csv,
 OUT/benchmark.md and OUT/benchmark.png (bar plot of best F1 / AUPRC / F1 at
 the default threshold per data set and picker). See docs/benchmark.md.
 
+Every failed or unavailable (data set, picker) is also one "warning:" line on
+stderr. Exit status: 0 when pixer ran on every data set (a peer that failed
+or is not installed is only a warning); 1 when pixer failed on some data set
+(the table is written all the same); 2 on a bad samplesheet or argument, or
+when every row failed.
+
 example:
   pixer benchmark --samplesheet samplesheet.csv --model model --out bench_out
   pixer benchmark --samplesheet cryoppp.csv --model model --out bench_out --peers relion,topaz,lattice --cluster none
@@ -23,7 +29,10 @@ example:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+import pandas as pd
 
 from pixer.cli._common import positive_int, write_run_record
 from pixer.cli.pick import CLUSTER_KINDS
@@ -61,8 +70,17 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     pick.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def report_failures(table: pd.DataFrame) -> bool:
+    """Print one ``warning:`` line to stderr per (data set, picker) that failed or is not
+    available; return whether pixer itself failed on some data set."""
+    bad = table[~table["status"].astype(str).eq("ok")]
+    for row in bad.itertuples(index=False):
+        print(f"pixer benchmark: warning: {row.dataset} / {row.picker}: {row.status}", file=sys.stderr)
+    return bool(((bad["picker"] == "pixer") & bad["status"].astype(str).str.startswith("failed")).any())
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run ``pixer benchmark``."""
+    """Run ``pixer benchmark``; exit status 1 when pixer failed on some data set (see the module help)."""
     datasets = read_samplesheet(args.samplesheet, model=args.model, peers=args.peers)
     options = ["--cluster", args.cluster, "--device", args.device,
                *(["--workers", str(args.workers)] if args.workers else []),
@@ -71,7 +89,8 @@ def main(args: argparse.Namespace) -> int:
     paths = write_table(table, args.out)
     write_run_record(args.out, "benchmark", args, datasets=[d.name for d in datasets])
     print(Path(paths["markdown"]).read_text(), end="")
-    print(f"written: {', '.join(str(p) for p in paths.values())}")
+    print(f"written: {', '.join(str(p) for p in paths.values())}", flush=True)
+    pixer_failed = report_failures(table)
     if (table["status"].str.startswith("failed")).all():
         raise PixerError(f"{args.samplesheet}: every data set failed, first: {table['status'].iloc[0]}")
-    return 0
+    return 1 if pixer_failed else 0

@@ -29,7 +29,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--diameter", type=positive_float, required=True, help="particle diameter in Å")
     parser.add_argument("--apix", type=positive_float, default=None,
                         help="micrograph pixel size in Å/px (default: from the files)")
-    parser.add_argument("--radius-fraction", type=float, default=0.5,
+    parser.add_argument("--radius-fraction", type=positive_float, default=0.5,
                         help="match radius as a fraction of the diameter (default 0.5)")
     parser.add_argument("--out", required=True, help="output folder")
 

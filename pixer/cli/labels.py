@@ -14,7 +14,10 @@ Writes <name>_label.mrc (int8 0/1) [+ <name>_instance.mrc] per micrograph,
 label_index.star (label file per micrograph; `pixer train --labels DIR` reads
 it), labels.star (every particle: pasted or skipped, and why) and labels.json.
 Rerunning the same command into the same folder skips the micrographs an
-interrupted run finished (any other settings start afresh).
+interrupted run finished (any other settings start afresh). Centres that fall
+outside their micrograph are skipped with a warning; a run that can paste no
+particle at all, a map with no positive density, or a particle larger than a
+micrograph is an error.
 
 example:
   pixer labels --particles sim/particles.star --map sim/map.mrc \\
@@ -28,19 +31,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from pixer.cli._common import positive_float, positive_int, write_run_record
-from pixer.errors import PixerError
+import numpy as np
+import pandas as pd
+
+from pixer.cli._common import finite_float, positive_float, positive_int, write_run_record
+from pixer.errors import PixerError, file_error
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import list_micrographs
 from pixer.io.star import read_particles
 from pixer.labels.discs import DEFAULT_FRACTION
-from pixer.labels.folder import completed_micrographs, disc_label_results, write_label_folder
-from pixer.labels.inputs import micrograph_files, resolve_apix, shapes_from_star
-from pixer.labels.reconstruction import synthesize_labels, unknown_micrograph_records
+from pixer.labels.folder import SUMMARY, completed_micrographs, disc_label_results, write_label_folder
+from pixer.labels.inputs import check_diameter, micrograph_files, resolve_apix, shapes_from_star
+from pixer.labels.reconstruction import placement_reasons, synthesize_labels, unknown_micrograph_records
 from pixer.labels.threshold import LabelThreshold, iso_level_for_mass
-from pixer.simulate.density import estimate_diameter, load_map
+from pixer.simulate.density import check_density, estimate_diameter, load_map
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +74,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     thr = parser.add_mutually_exclusive_group()
     thr.add_argument("--threshold", type=positive_float, default=None,
                      help="label where the projection > THRESHOLD x its maximum (default 0.1)")
-    thr.add_argument("--iso-level", type=float, default=None,
+    thr.add_argument("--iso-level", type=finite_float, default=None,
                      help="label the projected silhouette of the map's iso-surface at this level")
     thr.add_argument("--mass-kda", type=positive_float, default=None,
                      help="as --iso-level, at the level enclosing this mass of protein (1.21 Å³/Da)")
@@ -82,13 +89,46 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _threshold(args: argparse.Namespace, vol, vol_apix: float) -> LabelThreshold:
+def _threshold(args: argparse.Namespace, vol: np.ndarray, vol_apix: float) -> LabelThreshold:
+    """The label threshold of the arguments; an iso level that keeps none or all of the map is an error."""
     fill = not args.no_fill_holes
+    if args.mass_kda is None and args.iso_level is None:
+        return LabelThreshold("fraction", fraction=0.1 if args.threshold is None else args.threshold, fill_holes=fill)
     if args.mass_kda is not None:
-        return LabelThreshold("iso", iso_level=iso_level_for_mass(vol, vol_apix, args.mass_kda), fill_holes=fill)
-    if args.iso_level is not None:
-        return LabelThreshold("iso", iso_level=args.iso_level, fill_holes=fill)
-    return LabelThreshold("fraction", fraction=0.1 if args.threshold is None else args.threshold, fill_holes=fill)
+        try:
+            level = iso_level_for_mass(vol, vol_apix, args.mass_kda)
+        except PixerError as exc:
+            raise file_error(args.map, str(exc)) from None
+    else:
+        level = args.iso_level
+    above = int((vol > level).sum())
+    if above == 0:
+        raise file_error(args.map, f"no voxel exceeds the iso level {level:g} (map maximum {float(vol.max()):g})")
+    if above == vol.size:
+        raise file_error(args.map, f"every voxel exceeds the iso level {level:g} (map minimum {float(vol.min()):g}):"
+                                   " the whole box would be the particle")
+    return LabelThreshold("iso", iso_level=level, fill_holes=fill)
+
+
+def _map_and_threshold(args: argparse.Namespace) -> tuple[np.ndarray, float, LabelThreshold]:
+    """The map of ``--map`` (refused when it holds nothing to project), its voxel size and the threshold."""
+    vol, vol_apix = load_map(args.map, args.map_apix)
+    check_density(vol, args.map)
+    return vol, vol_apix, _threshold(args, vol, vol_apix)
+
+
+def _check_placement(particles: pd.DataFrame, shapes: dict, apix: dict, need_angles: bool) -> None:
+    """Warn (stderr) when centres fall outside their micrograph; fail when no particle can be pasted."""
+    source = particles.attrs.get("source", "particles")
+    reasons = placement_reasons(particles, shapes, apix, need_angles=need_angles)
+    n = len(particles)
+    off = reasons.get("centre off micrograph", 0)
+    if not reasons.get("ok"):
+        why = ", ".join(f"{v} {k}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        raise PixerError(f"{source}: none of the {n} particles can be pasted ({why or 'no particles'})")
+    if off:
+        print(f"pixer labels: warning: {source}: {off} of {n} particle centres lie outside their micrograph "
+              f"(skipped, recorded in {SUMMARY})", file=sys.stderr, flush=True)
 
 
 def _file_id(path: str | None) -> list | None:
@@ -139,6 +179,15 @@ def main(args: argparse.Namespace) -> int:
     else:
         shapes = {name: tuple(args.shape) for name in particles["micrograph"].astype(str).unique()}
     apix = resolve_apix(particles, list(shapes), args.apix, header_apix)
+    _check_placement(particles, shapes, apix, need_angles=bool(args.particles))
+    if args.particles:
+        vol, vol_apix, threshold = _map_and_threshold(args)
+        diameter = args.diameter or estimate_diameter(vol, vol_apix)
+    else:
+        diameter = args.diameter
+    check_diameter(diameter, shapes, apix)
+    if args.coords and args.label_fraction > 1:
+        check_diameter(args.label_fraction * diameter, shapes, apix, what="label disc diameter")
     progress = not args.no_progress
     settings = _settings(args, shapes, apix)
     done = completed_micrographs(args.out, settings)
@@ -147,16 +196,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"pixer labels: {len(done)} of {len(shapes)} micrographs already done in {args.out}: skipped",
               flush=True)
     if args.particles:
-        vol, vol_apix = load_map(args.map, args.map_apix)
-        threshold = _threshold(args, vol, vol_apix)
-        diameter = args.diameter or estimate_diameter(vol, vol_apix)
         results = synthesize_labels(particles, vol, vol_apix, todo, apix, out_apix=args.out_apix,
                                     threshold=threshold, instance=args.instance, device=args.device,
                                     batch=args.batch, diameter_A=diameter, progress=progress)
         info = {"mode": "reconstruction", "threshold": threshold.describe(), "map": str(args.map),
                 "map_apix": vol_apix, "map_box": int(vol.shape[0])}
     else:
-        diameter = args.diameter
         results = disc_label_results(particles, todo, diameter, apix, args.out_apix, args.label_fraction)
         info = {"mode": "discs", "threshold": {"mode": "disc", "fraction": args.label_fraction,
                                                "rule": f"disc of radius {args.label_fraction:g} x particle radius"}}

@@ -18,8 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from pixer.cli._common import nonnegative_float, nonnegative_int, positive_float, positive_int, write_run_record
-from pixer.simulate.dataset import simulate_dataset
+from pixer.cli._common import (
+    finite_float,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    write_run_record,
+)
+from pixer.simulate.dataset import SNR_DB_LIMIT, simulate_dataset
 from pixer.simulate.micrograph import DEFAULT_INTERFERENCE
 
 
@@ -29,7 +36,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=positive_int, default=4, help="number of micrographs (default 4)")
     parser.add_argument("--size", type=positive_int, default=1024, help="micrograph size in pixels (square)")
     parser.add_argument("--apix", type=positive_float, default=2.0, help="pixel size in Å/px (default 2.0)")
-    parser.add_argument("--snr-db", type=float, default=-10.0, help="SNR in dB, 10·log10(Ps/Pn) (default -10)")
+    parser.add_argument("--snr-db", type=finite_float, default=-10.0,
+                        help=f"SNR in dB, 10·log10(Ps/Pn), within ±{SNR_DB_LIMIT:g} (default -10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--map", help="density map (MRC) to project")

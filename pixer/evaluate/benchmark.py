@@ -16,7 +16,10 @@ peers          optional: other pickers for this row, e.g. ``relion,topaz,lattice
 
 Relative paths resolve against the samplesheet's folder. Every row is checked
 before any work starts; a bad row is one :class:`~pixer.errors.PixerError`
-naming the samplesheet, the row and the problem.
+naming the samplesheet, the row and the problem (a row with more fields than
+the header; an empty apix where a micrograph's header carries no pixel size).
+A truth that names none of a data set's micrographs fails that data set; one
+that covers only some is a ``warning:`` line on stderr.
 
 Per data set, ``pixer pick`` runs once (in this process) into
 ``<out>/<dataset>/pixer``; its picks are scored at the run's own threshold
@@ -32,13 +35,17 @@ ranking). The table is written as CSV, markdown and a bar plot.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import math
 import re
+import sys
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -50,13 +57,16 @@ from pixer.evaluate.masks import is_mask_source, read_mask_truth
 from pixer.evaluate.metrics import evaluate
 from pixer.io.coords import read_picks
 from pixer.io.micrographs import (
+    MRC_SUFFIXES,
     RASTER_SUFFIXES,
     TIFF_SUFFIXES,
+    _header_apix,
     list_micrographs,
     read_micrograph,
 )
 from pixer.io.paths import atomic_path, safe_relpath, write_text_atomic
 from pixer.models.general import GENERAL, resolve_model
+from pixer.evaluate.matching import check_truth_names
 from pixer.report.run import load_run
 
 __all__ = ["TABLE_COLUMNS", "Dataset", "parse_peers", "read_samplesheet", "run_benchmark", "write_table"]
@@ -70,6 +80,8 @@ TABLE_COLUMNS = ["dataset", "picker", "status", "n_micrographs", "n_true", "n_pi
 #: What the bar plot shows: column -> panel title.
 PLOTTED = {"best_f1": "best F1", "auprc": "AUPRC", "f1": "F1 at the default threshold"}
 PEERS_SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "compare_peers.py"
+#: What to do instead of ``pixer pick``'s "pass --apix" (benchmark has no --apix).
+APIX_HINT = "fill the samplesheet's apix column"
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,25 @@ def _number(text: str, what: str) -> float | None:
     return value
 
 
+def _mrc_without_apix(files: list[Path]) -> list[Path]:
+    """MRC files whose header carries no pixel size (as :func:`~pixer.io.micrographs.read_micrograph`
+    reads it); files whose header cannot be read are left to ``pixer pick`` to report."""
+    out = []
+    for f in files:
+        if f.suffix.lower() not in MRC_SUFFIXES:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with mrcfile.open(f, header_only=True, permissive=True) as mrc:
+                    apix = _header_apix(mrc)
+        except Exception:  # noqa: BLE001, S112 - unreadable: pixer pick says why, per micrograph
+            continue
+        if apix is None:
+            out.append(f)
+    return out
+
+
 def parse_peers(text: str) -> tuple[str, ...]:
     """Peer names from ``"relion,topaz"`` (commas, semicolons, bars or spaces); unknown names are an error."""
     names = tuple(p.lower() for p in re.split(r"[,;|\s]+", text) if p)
@@ -126,6 +157,10 @@ def _check_row(row: dict, base: Path, model: str | None, peers: tuple[str, ...])
     no_header = [f for f in files if f.suffix.lower() in RASTER_SUFFIXES + TIFF_SUFFIXES]
     if apix is None and no_header:
         raise PixerError(f"apix is empty but {no_header[0].name} carries no pixel size")
+    no_header = _mrc_without_apix(files) if apix is None else []
+    if no_header:
+        more = f" (nor do {len(no_header) - 1} more)" if len(no_header) > 1 else ""
+        raise PixerError(f"apix is empty and {no_header[0].name} has no pixel size in its header{more}: {APIX_HINT}")
     diameter = _number(row["diameter"], "diameter")
     if diameter is None:
         raise PixerError("diameter is empty")
@@ -140,6 +175,23 @@ def _check_row(row: dict, base: Path, model: str | None, peers: tuple[str, ...])
         raise PixerError(f"model: {model_dir}: not a pixer model folder (no config.json)")
     return Dataset(row["dataset"], 0, mics, len(files), apix, diameter, truth, str(model_dir),
                    parse_peers(row["peers"]) if row.get("peers") else peers)  # fmt: skip
+
+
+def _check_widths(path: Path) -> None:
+    """A row with more fields than the header is an error (pandas would shift it into an index).
+
+    Rows are numbered as :func:`read_samplesheet` numbers them: blank and ``#`` comment lines
+    skipped, the header row 1.
+    """
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise file_error(path, f"not a readable CSV samplesheet ({type(exc).__name__})") from None
+    lines = [line.split("#", 1)[0] for line in text.splitlines()]
+    rows = [r for r in csv.reader(line for line in lines if line.strip()) if r]
+    for n, row in enumerate(rows[1:], 2):
+        if len(row) > len(rows[0]):
+            raise file_error(path, f"row {n} has {len(row)} fields, the header {len(rows[0])}")
 
 
 def read_samplesheet(path: str | Path, model: str | None = None, peers: tuple[str, ...] = ()) -> list[Dataset]:
@@ -157,11 +209,13 @@ def read_samplesheet(path: str | Path, model: str | None = None, peers: tuple[st
     Raises
     ------
     PixerError
-        ``"<samplesheet>: row <n> (<dataset>): <problem>"``, or a missing column / empty sheet.
+        ``"<samplesheet>: row <n> (<dataset>): <problem>"``, ``"<samplesheet>: row <n> has <k>
+        fields, the header <m>"``, or a missing column / empty sheet.
     """
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "no such samplesheet")
+    _check_widths(path)
     try:
         sheet = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, comment="#")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -191,9 +245,14 @@ def read_samplesheet(path: str | Path, model: str | None = None, peers: tuple[st
 
 
 def _read_truth(ds: Dataset) -> pd.DataFrame:
-    if is_mask_source(ds.truth):
-        return read_mask_truth(ds.truth, list_micrographs(ds.micrographs))
-    return read_picks(ds.truth)
+    """The data set's true particles; a PixerError when they name none of its micrographs, a
+    ``warning:`` line on stderr when only some."""
+    files = list_micrographs(ds.micrographs)
+    truth = read_mask_truth(ds.truth, files) if is_mask_source(ds.truth) else read_picks(ds.truth)
+    partial = check_truth_names([str(f) for f in files], truth, f"micrographs of {ds.micrographs}", ds.truth)
+    if partial:
+        print(f"pixer benchmark: warning: {ds.name}: {partial}", file=sys.stderr, flush=True)
+    return truth
 
 
 def _scored(df: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +324,12 @@ def _run_lattice(ds: Dataset, dest: Path, truth: pd.DataFrame | None) -> dict:
     return {**row, "seconds": time.perf_counter() - t0}
 
 
+def _header_pixel_size(ds: Dataset) -> float | None:
+    """Pixel size in the header of the data set's first micrograph (None when it has none)."""
+    files = list_micrographs(ds.micrographs)
+    return read_micrograph(files[0], raw=True).apix if files else None
+
+
 def _run_peer(name: str, ds: Dataset, dest: Path, truth: pd.DataFrame | None) -> dict:
     """One peer on one data set: its scores, or ``status`` saying why not."""
     if name == "lattice":
@@ -284,9 +349,9 @@ def _run_peer(name: str, ds: Dataset, dest: Path, truth: pd.DataFrame | None) ->
     row.update(n_micrographs=picks["micrograph"].nunique(), n_picks=len(picks))
     if truth is not None:
         known = picks["apix"].dropna() if "apix" in picks else pd.Series(dtype=float)
-        apix = ds.apix or (float(known.median()) if len(known) else None)
+        apix = ds.apix or (float(known.median()) if len(known) else None) or _header_pixel_size(ds)
         if not apix:
-            return {**row, "status": "failed: pixel size unknown for scoring"}
+            return {**row, "status": f"failed: pixel size unknown for scoring ({APIX_HINT})"}
         curve = read_picks(result["permissive"]) if result.get("permissive") else picks
         row.update(_score(picks, curve, truth, ds.diameter_A / apix))
     return row
@@ -332,7 +397,10 @@ def run_benchmark(datasets: list[Dataset], out: str | Path, pick_options: list[s
                 else:
                     row = _run_peer(picker, ds, folder / picker, truth)
             except PixerError as exc:
-                row = {"status": f"failed: {exc}"}
+                reason = str(exc)
+                if ds.apix is None:  # pixer pick's advice; benchmark takes the pixel size from the samplesheet
+                    reason = reason.replace("pass --apix", APIX_HINT)
+                row = {"status": f"failed: {reason}"}
             rows.append({**base, **row})
             print(f"  {picker}: {_line(rows[-1])}", flush=True)
     table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)

@@ -155,7 +155,7 @@ def read_mask_truth(spec: str | os.PathLike, micrographs: list[Path]) -> pd.Data
         mask_path = masks.get(Path(mic).stem)
         if mask_path is None:
             continue
-        shape = read_micrograph(mic, apix=1.0).data.shape
+        shape = read_micrograph(mic, apix=1.0, blank_ok=True).data.shape  # only its shape
         mask = read_micrograph(mask_path, apix=1.0, blank_ok=True).data
         xy = mask_centres(mask, shape)
         rows.append(pd.DataFrame({"micrograph": str(mic), "x": xy[:, 0], "y": xy[:, 1]}))

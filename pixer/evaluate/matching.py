@@ -15,7 +15,8 @@ common coordinate-file suffixes).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from scipy.spatial import cKDTree
 from pixer.errors import PixerError
 from pixer.io.match import name_keys
 
-__all__ = ["match_picks", "match_tables", "mic_key"]
+__all__ = ["check_truth_names", "match_picks", "match_tables", "mic_key"]
 
 
 def mic_key(name: str) -> str:
@@ -138,11 +139,6 @@ def _pair_micrographs(pick_names: list[str], true_names: list[str]) -> dict[str,
     return out
 
 
-def _few(names: list[str]) -> str:
-    """The first three micrograph keys of ``names``, for a message."""
-    return ", ".join(mic_key(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
-
-
 def _require(df: pd.DataFrame, what: str) -> None:
     missing = [c for c in ("micrograph", "x", "y") if c not in df.columns]
     if missing:
@@ -185,9 +181,8 @@ def match_tables(
     true_names = truth_df["micrograph"].astype(str).to_numpy()
     pairing = _pair_micrographs(list(pd.unique(picks["micrograph"])), list(pd.unique(true_names)))
     if pairing and len(true_names) and not any(pairing.values()):
-        raise PixerError(f"{picks_df.attrs.get('source', 'picks')} and {truth_df.attrs.get('source', 'ground truth')}: "
-                         f"no micrograph in common (picks on {_few(list(pairing))}; truth on "
-                         f"{_few(list(pd.unique(true_names)))}): check the micrograph names")
+        check_truth_names(list(pairing), truth_df, f"micrographs of {picks_df.attrs.get('source', 'the picks')}",
+                          truth_df.attrs.get("source", "the ground truth"))
     tp = np.zeros(len(picks), dtype=bool)
     truth_row = np.full(len(picks), -1, dtype=np.int64)
     true_rows_by_name = pd.Series(np.arange(len(truth_df))).groupby(true_names).indices
@@ -207,3 +202,50 @@ def match_tables(
     n_true = pd.Series(true_names).value_counts(sort=False).rename("n_true")
     n_true.index.name = "micrograph"
     return picks, n_true
+
+
+def check_truth_names(names: Sequence[str], truth: pd.DataFrame, names_where: str, truth_where: str) -> str | None:
+    """Check that the truth is about the micrographs ``names`` (paired by :func:`mic_key`).
+
+    Parameters
+    ----------
+    names
+        Micrograph names (or paths) picked.
+    truth
+        True particles (``micrograph`` column).
+    names_where, truth_where
+        What to call the two sides in messages, e.g. ``"the micrographs picked in picks/"``
+        and the truth file.
+
+    Returns
+    -------
+    str or None
+        A one-line warning when only some micrographs pair (their picks count as false
+        positives, the unpaired truth as missed); None when every one pairs or a side is empty.
+
+    Raises
+    ------
+    PixerError
+        No micrograph of the truth pairs with any of ``names``.
+    """
+    keys = {mic_key(n): str(n) for n in names}
+    true_keys = {mic_key(t): t for t in pd.unique(truth["micrograph"].astype(str))} if "micrograph" in truth else {}
+    if not keys or not true_keys:
+        return None
+    shared = keys.keys() & true_keys.keys()
+    if not shared:
+        one_true, one_picked = (Path(next(iter(d.values()))).name for d in (true_keys, keys))
+        raise PixerError(f"{truth_where}: none of its {len(true_keys)} micrograph(s) (e.g. {one_true}) is among the "
+                         f"{len(keys)} {names_where} (e.g. {one_picked}); micrographs pair by file name without "
+                         "folder and extension")
+    no_truth, not_picked = len(keys) - len(shared), len(true_keys) - len(shared)
+    if not (no_truth or not_picked):
+        return None
+    parts = []
+    if no_truth:
+        parts.append(f"{no_truth} of the {len(keys)} {names_where} have no truth "
+                     "(their picks count as false positives)")
+    if not_picked:
+        parts.append(f"{not_picked} of its {len(true_keys)} micrographs are not among them (their particles count as "
+                     "missed)")  # fmt: skip
+    return f"{truth_where}: " + "; ".join(parts)

@@ -45,6 +45,7 @@ from pixer.io.mrc_write import write_mrc
 from pixer.io.paths import atomic_path, output_path, write_text_atomic
 from pixer.io.star import read_star_blocks
 from pixer.labels.discs import DEFAULT_FRACTION, disc_labels
+from pixer.labels.inputs import check_diameter
 from pixer.labels.reconstruction import (
     PASTED,
     SKIPPED,
@@ -258,12 +259,14 @@ def disc_label_results(
     """Coordinate-only fallback: disc labels (no map, no angles) as :class:`LabelResult`.
 
     Discs of radius ``fraction × diameter_A / 2`` at the true centres (origins
-    applied when present), on the grid of :func:`synthesize_labels`.
+    applied when present), on the grid of :func:`synthesize_labels`. A diameter larger
+    than a micrograph raises :class:`~pixer.errors.PixerError` (when that micrograph's turn comes).
     """
     groups = dict(iter(picks.groupby(picks["micrograph"].astype(str).to_numpy(), sort=False)))
     for name, (h, w) in shapes.items():
         rows = groups.get(name, picks.iloc[:0])
         mic_apix = micrograph_apix(name, rows, apix)
+        check_diameter(diameter_A, {name: (h, w)}, mic_apix)
         rec = particle_records(name, rows, mic_apix, (int(h), int(w)), need_angles=False)
         hl, wl = crop_shape((int(h), int(w)), mic_apix, out_apix) if out_apix else (int(h), int(w))
         label_apix = 0.5 * mic_apix * (h / hl + w / wl)

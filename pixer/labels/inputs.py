@@ -18,8 +18,9 @@ micrographs 0.6575 Å/px, particles 0.9819 Å/px), so that is an error asking fo
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import mrcfile
@@ -70,10 +71,14 @@ def _shape_and_apix(path: Path) -> tuple[tuple[int, int], float | None]:
         with mrcfile.open(path, header_only=True, permissive=True) as mrc:
             nx, ny, nz = int(mrc.header.nx), int(mrc.header.ny), int(mrc.header.nz)
             value = float(mrc.voxel_size.x)
+            itemsize = mrcfile.utils.dtype_from_mode(mrc.header.mode).itemsize
+            expected = 1024 + int(mrc.header.nsymbt) + nx * ny * nz * itemsize
     except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError
         raise file_error(path, f"not a readable MRC file ({exc})") from None
     if nz != 1 or nx < 1 or ny < 1:
         raise file_error(path, f"expected a 2D micrograph, header says {nx} x {ny} x {nz}")
+    if path.stat().st_size < expected:  # the header alone would pass; the pixels would be missing later
+        raise file_error(path, f"truncated MRC file: {path.stat().st_size} bytes, its header needs {expected}")
     # 0 and 1.0 mean "unknown" (as in pixer.io.micrographs)
     return (ny, nx), (value if np.isfinite(value) and value > 0 and value != 1.0 else None)
 
@@ -132,6 +137,41 @@ def resolve_apix(
     return out
 
 
+def check_diameter(
+    diameter_A: float,
+    shapes: Mapping[str, tuple[int, int]],
+    apix: float | Mapping[str, float],
+    what: str = "particle diameter",
+) -> None:
+    """Refuse a particle larger than a micrograph.
+
+    Parameters
+    ----------
+    diameter_A
+        Particle (or label disc) diameter, Å.
+    shapes
+        Micrograph name -> ``(h, w)``, px.
+    apix
+        Micrograph pixel size, Å/px: a number or a name -> value mapping.
+    what
+        What ``diameter_A`` is, for the message.
+
+    Raises
+    ------
+    PixerError
+        One line naming the first micrograph whose smaller side (× its pixel
+        size) is shorter than ``diameter_A``, with both lengths in Å.
+    """
+    if not 0 < diameter_A < math.inf:
+        raise PixerError(f"{what} must be a finite number > 0 Å, got {diameter_A}")
+    for name, (h, w) in shapes.items():
+        px = float(apix[name] if isinstance(apix, Mapping) else apix)
+        side = min(int(h), int(w)) * px
+        if diameter_A > side:
+            raise PixerError(f"{name}: {what} {diameter_A:g} Å is larger than the micrograph "
+                             f"({min(int(h), int(w))} px x {px:g} Å/px = {side:g} Å)")
+
+
 def _apix_error(source: str, name: str, particles: pd.DataFrame, star_source: str) -> str:
     if star_source.startswith(_IMAGE_APIX_GUESS) and "image_apix" in particles.columns:
         img = particles["image_apix"].dropna()
@@ -142,4 +182,4 @@ def _apix_error(source: str, name: str, particles: pd.DataFrame, star_source: st
     return f"{source}: micrograph pixel size unknown for {name}: pass --apix or --micrographs-star"
 
 
-__all__ = ["micrograph_files", "resolve_apix", "shapes_from_star"]
+__all__ = ["check_diameter", "micrograph_files", "resolve_apix", "shapes_from_star"]

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from pixer.data.preprocess import crop_shape
 from pixer.errors import PixerError
+from pixer.labels.inputs import check_diameter
 from pixer.labels.threshold import LabelThreshold, projection_masks
 from pixer.physics.project import fourier_volume, project
 from pixer.simulate.density import estimate_diameter
@@ -134,6 +135,59 @@ def particle_records(name: str, rows: pd.DataFrame, mic_apix: float, shape: tupl
     })
 
 
+def _check_columns(particles: pd.DataFrame, need_angles: bool) -> None:
+    """The columns label synthesis needs: ``micrograph``, ``x``, ``y`` (and Euler angles)."""
+    need = ("micrograph", "x", "y", "rot", "tilt", "psi") if need_angles else ("micrograph", "x", "y")
+    missing = [c for c in need if c not in particles.columns]
+    if missing:
+        source = particles.attrs.get("source", "particles table")
+        hint = " (no Euler angles: not a refinement; use disc labels from coordinates)" if "rot" in missing else ""
+        raise PixerError(f"{source}: no {', '.join(missing)} column(s){hint}")
+
+
+def placement_reasons(particles: pd.DataFrame, shapes: Mapping[str, tuple[int, int]],
+                      apix: float | Mapping[str, float] | None = None, need_angles: bool = True) -> dict[str, int]:
+    """How many particles will be pasted and why the others will be skipped, before any labels are made.
+
+    Parameters
+    ----------
+    particles
+        Particles table (``micrograph``, ``x``, ``y``; optional origins, angles, ``apix``).
+    shapes
+        Micrograph name -> ``(h, w)`` px (as for :func:`synthesize_labels`).
+    apix
+        Micrograph pixel size, as for :func:`synthesize_labels`.
+    need_angles
+        Particles without Euler angles are skipped (re-projection; not for disc labels).
+
+    Returns
+    -------
+    dict
+        Reason -> count over all rows of ``particles``: ``"ok"`` (to be pasted), the
+        skip reasons of :func:`particle_records` and ``"unknown micrograph"``.
+
+    Raises
+    ------
+    PixerError
+        When a needed column is missing (as :func:`synthesize_labels`).
+    """
+    _check_columns(particles, need_angles)
+    names = particles["micrograph"].astype(str).to_numpy()
+    groups = dict(iter(particles.groupby(names, sort=False)))
+    counts: dict[str, int] = {}
+    for name, (h, w) in shapes.items():
+        rows = groups.get(name)
+        if rows is None:
+            continue
+        rec = particle_records(name, rows, micrograph_apix(name, rows, apix), (int(h), int(w)), need_angles)
+        for reason, n in rec["reason"].value_counts().items():
+            counts[str(reason)] = counts.get(str(reason), 0) + int(n)
+    unknown = int((~pd.Series(names).isin(set(shapes))).sum())
+    if unknown:
+        counts["unknown micrograph"] = unknown
+    return counts
+
+
 def unknown_micrograph_records(particles: pd.DataFrame, shapes: Mapping[str, tuple[int, int]]) -> pd.DataFrame:
     """Records (skipped, ``unknown micrograph``) for particles whose micrograph is not in ``shapes``."""
     rows = particles[~particles["micrograph"].astype(str).isin(set(shapes))]
@@ -211,11 +265,7 @@ def synthesize_labels(
         One per micrograph of ``shapes``.
     """
     threshold = threshold or LabelThreshold()
-    source = particles.attrs.get("source", "particles table")
-    missing = [c for c in ("micrograph", "x", "y", "rot", "tilt", "psi") if c not in particles.columns]
-    if missing:
-        hint = " (no Euler angles: not a refinement; use disc labels from coordinates)" if "rot" in missing else ""
-        raise PixerError(f"{source}: no {', '.join(missing)} column(s){hint}")
+    _check_columns(particles, need_angles=True)
     vol = torch.as_tensor(np.asarray(volume, dtype=np.float32) if not torch.is_tensor(volume) else volume,
                           dtype=torch.float32)
     if vol.ndim != 3 or len(set(vol.shape)) != 1:
@@ -234,6 +284,7 @@ def synthesize_labels(
     for name, (h, w) in shapes.items():
         rows = groups.get(name, particles.iloc[:0])
         mic_apix = micrograph_apix(name, rows, apix)
+        check_diameter(diameter_A, {name: (h, w)}, mic_apix)
         hl, wl = crop_shape((int(h), int(w)), mic_apix, out_apix) if out_apix else (int(h), int(w))
         mics.append(_Mic(name, particle_records(name, rows, mic_apix, (int(h), int(w))), (hl, wl),
                          (wl / w, hl / h), mic_apix, 0.5 * mic_apix * (h / hl + w / wl), (int(h), int(w))))
@@ -342,6 +393,7 @@ def _paste_chunk(chunk: pd.DataFrame, px: float, box: int, ctx: dict, label: tor
 __all__ = [
     "LabelResult",
     "label_box",
+    "placement_reasons",
     "synthesize_labels",
     "unknown_micrograph_records",
 ]

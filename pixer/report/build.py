@@ -32,6 +32,7 @@ from pixer.report.figures import (
     pr_curve_png,
     score_histogram_png,
 )
+from pixer.evaluate.matching import check_truth_names
 from pixer.report.run import PickRun, find_micrographs, load_run
 
 __all__ = ["build_report"]
@@ -44,6 +45,8 @@ MODEL_KEYS = ("particle_px", "apix", "diameter_A", "tile", "stride", "norm_k", "
 METRIC_KEYS = ("val_iou", "best_val_iou", "val_loss", "train_loss", "steps", "best_step", "n_params", "n_train",
                "n_val", "seconds", "world_size")  # fmt: skip
 PER_MIC_COLUMNS = ("micrograph", "status", "n_picks", "n_candidates", "threshold", "seconds", "apix")
+#: Unreadable micrographs warned about one line each; more are summarised in one line.
+MAX_WARNINGS = 5
 
 
 def _scored(df: pd.DataFrame) -> pd.DataFrame:
@@ -61,6 +64,11 @@ def _read_truth(truth, files: dict[str, Path]) -> pd.DataFrame:
     return read_picks(truth)
 
 
+def _spec_name(spec) -> str:
+    """A file / folder / glob argument (one or several) as one string for messages."""
+    return " ".join(map(str, spec)) if isinstance(spec, (list, tuple)) else str(spec)
+
+
 def _rows_of(table: pd.DataFrame, name: str) -> pd.DataFrame:
     """Rows of ``table`` for micrograph ``name`` (exact name, else the same key)."""
     names = table["micrograph"].astype(str)
@@ -76,8 +84,16 @@ def _sample(names: list[str], n: int) -> list[str]:
     return [names[i] for i in idx]
 
 
+def _unreadable_warnings(errors: list[str]) -> list[str]:
+    """One warning per unreadable micrograph, or one line for them all when there are many."""
+    if len(errors) <= MAX_WARNINGS:
+        return [f"micrograph not drawn: {e}" for e in errors]
+    return [f"{len(errors)} micrographs not drawn (unreadable), first: {errors[0]}"]
+
+
 def _micrograph_section(run: PickRun, files: dict[str, Path], truth: pd.DataFrame | None, diameter_A: float,
-                        apix: float | None, radius_fraction: float, sample: int) -> str:  # fmt: skip
+                        apix: float | None, radius_fraction: float, sample: int,
+                        warnings: list[str]) -> str:  # fmt: skip
     legend = ('<p class="legend"><span style="color:#0a0">&#9711; true positive</span>'
               '<span style="color:#d00">&#9711; false positive</span>'
               '<span style="color:#b90">&#9711; missed particle</span></p>') if truth is not None else \
@@ -86,7 +102,7 @@ def _micrograph_section(run: PickRun, files: dict[str, Path], truth: pd.DataFram
     if not names:
         return '<p class="note warn">No micrograph file found for this run: pass --micrographs.</p>'
     per_apix = run.summary.set_index("micrograph")["apix"] if "apix" in run.summary else pd.Series(dtype=float)
-    figs = []
+    figs, errors = [], []
     for name in _sample(names, sample):
         mic_apix = float(per_apix.get(name, np.nan)) if len(per_apix) else np.nan
         mic_apix = mic_apix if np.isfinite(mic_apix) else apix
@@ -94,12 +110,14 @@ def _micrograph_section(run: PickRun, files: dict[str, Path], truth: pd.DataFram
             mic = read_micrograph(files[name], apix=mic_apix)
         except PixerError as exc:
             figs.append(f'<p class="note warn">{html.esc(exc)}</p>')
+            errors.append(str(exc))
             continue
         d_px = diameter_A / (mic.apix or 1.0)
         picks = _rows_of(run.picks, name)[["x", "y"]].to_numpy(float)
         true_xy = _rows_of(truth, name)[["x", "y"]].to_numpy(float) if truth is not None else None
         png = micrograph_png(mic.data, picks, true_xy, d_px, radius_fraction * d_px, title=Path(name).name)
         figs.append(html.image(png, alt=f"picks on {name}", caption=name))
+    warnings.extend(_unreadable_warnings(errors))
     shown = f"{min(sample, len(names))} of {len(names)} micrographs, low-pass filtered for display"
     return f'{legend}<p class="note">{html.esc(shown)}</p><div class="grid">{"".join(figs)}</div>'
 
@@ -208,7 +226,15 @@ def build_report(
     Returns
     -------
     dict
-        Headline numbers shown on the page (and the metrics with truth).
+        Headline numbers shown on the page (and the metrics with truth), and
+        ``warnings``: one-line problems the page shows but that did not stop it
+        (unreadable micrographs, micrographs the truth does not cover).
+
+    Raises
+    ------
+    PixerError
+        The run folder is unreadable, the diameter or (with truth) the pixel size
+        is unknown, the truth is unreadable or names none of the run's micrographs.
     """
     run = load_run(picks)
     diameter_A = diameter_A or run.diameter_A
@@ -217,6 +243,9 @@ def build_report(
     apix = apix or run.apix
     files = find_micrographs(run, micrographs)
     done = run.done()
+    warnings: list[str] = []
+    if micrographs and done and not files:
+        warnings.append(f"{_spec_name(micrographs)}: none of the {len(done)} micrographs picked in {picks} is there")
     counts = run.picks["micrograph"].value_counts()
     headline: dict[str, object] = {
         "micrographs picked": len(done), "failed": len(run.failed), "picks": len(run.picks),
@@ -229,12 +258,15 @@ def build_report(
         if apix is None:
             raise PixerError(f"{picks}: micrograph pixel size unknown: pass --apix")
         truth_df = _read_truth(truth, files)
+        partial = check_truth_names(done, truth_df, f"micrographs picked in {picks}", _spec_name(truth))
+        if partial:
+            warnings.append(partial)
         accuracy, acc_body = _accuracy(run, truth_df, diameter_A / apix, radius_fraction)
         per_mic = accuracy.pop("per_micrograph")
         headline.update({k: accuracy[k] for k in ("precision", "recall", "F1", "AUPRC")})
     radius_px = radius_fraction * diameter_A / apix if apix else None
     sections.append(html.section("micrographs", "Picks on micrographs", _micrograph_section(
-        run, files, truth_df, diameter_A, apix, radius_fraction, sample)))
+        run, files, truth_df, diameter_A, apix, radius_fraction, sample, warnings)))
     sections.append(html.section("scores", "Scores and threshold", _score_section(run, truth_df, radius_px)))
     sections.append(html.section("per-micrograph", "Picks per micrograph", _per_micrograph_section(run, per_mic)))
     if accuracy is not None:
@@ -244,7 +276,7 @@ def build_report(
     sections.append(html.section("configuration", "Configuration", _config_section(run)))
     subtitle = f"{Path(picks).resolve()} · diameter {diameter_A:g} Å" + (f" · {apix:g} Å/px" if apix else "")
     if truth is not None:
-        subtitle += f" · truth {' '.join(map(str, truth)) if isinstance(truth, (list, tuple)) else truth}"
+        subtitle += f" · truth {_spec_name(truth)}"
     text = html.page("pixer pick report", subtitle, html.cards(headline), sections)
     write_text_atomic(out, text)
-    return {**headline, **({"accuracy": accuracy} if accuracy else {})}
+    return {**headline, **({"accuracy": accuracy} if accuracy else {}), "warnings": warnings}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +21,14 @@ import pandas as pd
 
 from pixer.errors import PixerError, file_error
 from pixer.evaluate.matching import mic_key
-from pixer.io.coords import read_picks
+from pixer.io.coords import read_csv
 from pixer.io.micrographs import list_micrographs
 from pixer.pick.batch import gather_parts
 
 __all__ = ["PickRun", "find_micrographs", "load_run"]
+
+#: Columns ``summary.csv`` must have.
+SUMMARY_COLUMNS = ("micrograph", "status")
 
 
 @dataclass
@@ -91,14 +95,21 @@ class PickRun:
         return [str(m) for m in ok["micrograph"]]
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def _read_csv(path: Path, required: Sequence[str] = ()) -> pd.DataFrame | None:
+    """A CSV of the run folder (None when absent); a PixerError when unreadable or a column of
+    ``required`` is missing."""
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path, dtype={"micrograph": str, "error": str}, keep_default_na=False,
-                           na_values=[""])  # fmt: skip
+        table = pd.read_csv(path, dtype={"micrograph": str, "error": str}, keep_default_na=False,
+                            na_values=[""])  # fmt: skip
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise file_error(path, f"not a readable CSV ({type(exc).__name__})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        found = ", ".join(map(str, table.columns)) or "none"
+        raise file_error(path, f"missing column(s) {', '.join(missing)} (found: {found[:200]})")
+    return table
 
 
 def _model_config(record: dict) -> dict:
@@ -121,7 +132,9 @@ def load_run(folder: str | Path) -> PickRun:
     Raises
     ------
     PixerError
-        The folder does not exist or holds neither ``picks.csv`` nor ``summary.csv``.
+        The folder does not exist or holds neither ``picks.csv`` nor ``summary.csv``;
+        ``summary.csv`` or ``picks.csv`` is unreadable or lacks a column it must have
+        (``micrograph``, ``status``; ``micrograph``, ``x``, ``y``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -131,13 +144,10 @@ def load_run(folder: str | Path) -> PickRun:
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     except json.JSONDecodeError as exc:
         raise file_error(record_path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    summary = _read_csv(folder / "summary.csv")
+    summary = _read_csv(folder / "summary.csv", SUMMARY_COLUMNS)
     picks_path = folder / "picks.csv"
     if picks_path.is_file():
-        try:
-            picks = read_picks(picks_path)
-        except PixerError:
-            picks = pd.DataFrame({"micrograph": pd.Series(dtype=str), "x": [], "y": [], "score": []})
+        picks = read_csv(picks_path, allow_empty=True)  # a run may pick nothing: empty, not an error
     elif summary is None:
         raise file_error(folder, "not a pixer pick folder: neither picks.csv nor summary.csv")
     else:
@@ -197,3 +207,4 @@ def find_micrographs(run: PickRun, spec=None) -> dict[str, Path]:
         if hit is not None:
             found[name] = hit
     return found
+

@@ -3,6 +3,7 @@
 from pixer.simulate.dataset import default_particles_per_micrograph, simulate_dataset
 from pixer.simulate.density import (
     DEMO_KINDS,
+    check_density,
     demo_density,
     density_from_atoms,
     density_from_model,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_INTERFERENCE",
     "DEMO_KINDS",
     "SimResult",
+    "check_density",
     "default_particles_per_micrograph",
     "demo_density",
     "density_from_atoms",

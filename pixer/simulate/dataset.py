@@ -42,8 +42,11 @@ from pixer.io.mrc_write import write_mrc
 from pixer.io.paths import atomic_path
 from pixer.io.star import write_particles_star
 from pixer.physics.project import fourier_volume
-from pixer.simulate.density import demo_density, density_from_model, estimate_diameter, load_map
+from pixer.simulate.density import check_density, demo_density, density_from_model, estimate_diameter, load_map
 from pixer.simulate.micrograph import DEFAULT_INTERFERENCE, simulate_micrograph
+
+#: largest |SNR| in dB a simulation accepts (10^±10 in power: beyond that, float overflow or no noise)
+SNR_DB_LIMIT = 100.0
 
 _STAMP = "# Created by the starfile Python package"
 _LABEL = b"Created by pixer.simulate".ljust(80)
@@ -79,15 +82,26 @@ def _specimen(map_path, map_apix, pdb_path, demo, apix) -> tuple[np.ndarray, flo
         raise PixerError("give either a map or an atomic model, not both")
     if map_path is not None:
         vol, vol_apix = load_map(map_path, map_apix)
+        check_density(vol, map_path)
         return vol, vol_apix, f"map:{os.fspath(map_path)}"
     if pdb_path is not None:
-        return density_from_model(pdb_path, apix), apix, f"model:{os.fspath(pdb_path)}"
+        vol = density_from_model(pdb_path, apix)
+        check_density(vol, pdb_path)
+        return vol, apix, f"model:{os.fspath(pdb_path)}"
     return demo_density(demo, apix, seed=0), apix, f"demo:{demo}"
 
 
 def default_particles_per_micrograph(size: int, apix: float, diameter_A: float, fill: float = 0.3) -> int:
     """Particles covering ``fill`` of a ``size``-px square micrograph (~100 for
-    1024^2 px of apoferritin at 2 Å/px)."""
+    1024^2 px of apoferritin at 2 Å/px).
+
+    Raises
+    ------
+    PixerError
+        When ``apix`` or ``diameter_A`` is not a finite number > 0.
+    """
+    if not (0 < apix < math.inf and 0 < diameter_A < math.inf):
+        raise PixerError(f"need a pixel size and a particle diameter > 0 Å, got {apix:g} Å/px and {diameter_A:g} Å")
     disc = math.pi * (diameter_A / apix / 2) ** 2
     return max(1, int(fill * size * size / disc))
 
@@ -125,7 +139,7 @@ def simulate_dataset(
     apix
         Micrograph pixel size, Å/px.
     snr_db
-        SNR in dB (see :mod:`pixer.simulate.micrograph`).
+        SNR in dB (see :mod:`pixer.simulate.micrograph`), finite, within ±:data:`SNR_DB_LIMIT`.
     seed
         Master seed; micrograph ``i`` uses ``default_rng([seed, i])``.
     map_path, pdb_path, demo
@@ -151,13 +165,20 @@ def simulate_dataset(
         The summary also written to ``simulation.json``.
     """
     out = Path(out)
-    if n < 0 or size < 16 or not apix > 0:
+    if n < 0 or size < 16 or not 0 < apix < math.inf:
         raise PixerError(f"{out}: need n >= 0, size >= 16 px and apix > 0")
+    if not -SNR_DB_LIMIT <= snr_db <= SNR_DB_LIMIT:  # also refuses nan
+        raise PixerError(f"SNR must be a finite number of dB within ±{SNR_DB_LIMIT:g}, got {snr_db}")
     vol, vol_apix, source = _specimen(map_path, map_apix, pdb_path, demo, apix)
     diameter = estimate_diameter(vol, vol_apix)
+    if n and diameter > size * apix:
+        raise PixerError(f"{source}: particle diameter {diameter:.1f} Å is larger than the micrograph "
+                         f"({size} px x {apix:g} Å/px = {size * apix:g} Å)")
     ppm = (default_particles_per_micrograph(size, apix, diameter) if particles_per_micrograph is None
            else int(particles_per_micrograph))
     fvol = fourier_volume(torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32)))
+    for sub in ("micrographs", "truth", "coords") if n else ():  # a folder that cannot be made fails before any write
+        (out / sub).mkdir(parents=True, exist_ok=True)
     _write_mrc(out / "map.mrc", vol, vol_apix)
     optics = dict(voltage=voltage, cs=cs, amp_contrast=amp_contrast)
     tables, mic_paths, box = [], [], None
@@ -195,7 +216,7 @@ def simulate_dataset(
         "particle_diameter_A": round(diameter, 3),
         "particles_per_micrograph": ppm,
         "min_distance_A": round(float(diameter if min_distance_A is None else min_distance_A), 3),
-        "n_particles": int(len(particles)),
+        "n_particles": len(particles),
         "box_px": box,
         "interference": (dict(DEFAULT_INTERFERENCE) if interference is True else
                          {} if interference is False else {**DEFAULT_INTERFERENCE, **interference}),

@@ -144,10 +144,47 @@ def load_map(path: str | os.PathLike, apix: float | None = None) -> tuple[np.nda
     return vol, apix
 
 
+def check_density(vol: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse a map with nothing to project: non-finite values, no positive density, or constant.
+
+    Parameters
+    ----------
+    vol
+        ``(d, d, d)`` map, protein positive.
+    source
+        The map's file (or a description) named in the error.
+
+    Raises
+    ------
+    PixerError
+        One line naming ``source`` and what is wrong.
+    """
+    v = np.asarray(vol)
+    if v.size == 0:
+        raise file_error(source, "map is empty")
+    if not np.isfinite(v).all():
+        raise file_error(source, "map contains NaN or infinite values")
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= 0:
+        raise file_error(source, f"map has no positive density (maximum {hi:g}; protein must be positive: "
+                                 f"an empty or inverted map?)")
+    if lo == hi:
+        raise file_error(source, f"map is constant ({hi:g} everywhere): no particle to project")
+
+
 def estimate_diameter(vol: np.ndarray, apix: float, fraction: float = 0.99) -> float:
     """Particle diameter in Å: twice the radius around the box centre holding
-    ``fraction`` of the positive density above 5 % of the maximum."""
-    v = np.clip(np.asarray(vol, dtype=np.float64), 0, None)
+    ``fraction`` of the positive density above 5 % of the maximum.
+
+    Raises
+    ------
+    PixerError
+        When the map has no positive (finite) density, so no diameter.
+    """
+    v = np.asarray(vol, dtype=np.float64)
+    if not (np.isfinite(v).all() and v.size and v.max() > 0):
+        raise PixerError("cannot estimate the particle diameter: the map has no positive finite density")
+    v = np.clip(v, 0, None)
     v = np.where(v > 0.05 * v.max(), v, 0.0)
     d = v.shape[0]
     c = np.arange(d) - d // 2
@@ -252,4 +289,5 @@ def demo_density(kind: str, apix: float, seed: int = 0, box: int | None = None) 
     return density_from_atoms(xyz, np.full(len(xyz), weight), apix, box, bfactor=8 * math.pi**2 * max(apix, 2.0) ** 2)
 
 
-__all__ = ["DEMO_KINDS", "demo_density", "density_from_atoms", "density_from_model", "estimate_diameter", "load_map"]
+__all__ = ["DEMO_KINDS", "check_density", "demo_density", "density_from_atoms", "density_from_model",
+           "estimate_diameter", "load_map"]
