@@ -60,7 +60,7 @@ from pixer.io.micrographs import (
     MRC_SUFFIXES,
     RASTER_SUFFIXES,
     TIFF_SUFFIXES,
-    _header_apix,
+    header_apix,
     list_micrographs,
     read_micrograph,
 )
@@ -127,7 +127,7 @@ def _mrc_without_apix(files: list[Path]) -> list[Path]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 with mrcfile.open(f, header_only=True, permissive=True) as mrc:
-                    apix = _header_apix(mrc)
+                    apix = header_apix(mrc)
         except Exception:  # noqa: BLE001, S112 - unreadable: pixer pick says why, per micrograph
             continue
         if apix is None:

@@ -148,7 +148,7 @@ def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, float | None]:
         with warnings.catch_warnings():  # the error below says what is wrong; no RuntimeWarning lines first
             warnings.simplefilter("ignore")
             with opener(path, mode="r", permissive=False) as mrc:
-                return mrc.data, _header_apix(mrc)
+                return mrc.data, header_apix(mrc)
     except ValueError as exc:
         if "Map ID string not found" not in str(exc):
             raise file_error(path, f"not a readable MRC file ({exc})") from None
@@ -161,13 +161,14 @@ def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, float | None]:
             with opener(path, mode="r", permissive=True) as mrc:
                 data, h = mrc.data, mrc.header
                 if data is not None and data.size > 0 and data.size == int(h.nx) * int(h.ny) * int(h.nz):
-                    return data, _header_apix(mrc)
+                    return data, header_apix(mrc)
     except Exception:
         pass
     raise file_error(path, f"not a readable MRC file ({strict_error})")
 
 
-def _header_apix(mrc) -> float | None:
+def header_apix(mrc) -> float | None:
+    """Pixel size (Å/px) in an open mrcfile's header; None for 0, 1.0 (a common "unset") or non-finite."""
     value = float(mrc.voxel_size.x)
     return value if value > 0 and value != 1.0 and np.isfinite(value) else None
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from pixer.errors import PixerError, file_error
 from pixer.io.match import match_micrograph_names
-from pixer.io.micrographs import MRC_SUFFIXES, read_micrograph
+from pixer.io.micrographs import MRC_SUFFIXES, header_apix, read_micrograph
 from pixer.io.star import read_star_blocks
 
 #: ``attrs["apix_source"]`` prefix of read_particles' last-resort guess
@@ -70,7 +70,7 @@ def _shape_and_apix(path: Path) -> tuple[tuple[int, int], float | None]:
     try:
         with mrcfile.open(path, header_only=True, permissive=True) as mrc:
             nx, ny, nz = int(mrc.header.nx), int(mrc.header.ny), int(mrc.header.nz)
-            value = float(mrc.voxel_size.x)
+            value = header_apix(mrc)
             itemsize = mrcfile.utils.dtype_from_mode(mrc.header.mode).itemsize
             expected = 1024 + int(mrc.header.nsymbt) + nx * ny * nz * itemsize
     except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError
@@ -79,8 +79,7 @@ def _shape_and_apix(path: Path) -> tuple[tuple[int, int], float | None]:
         raise file_error(path, f"expected a 2D micrograph, header says {nx} x {ny} x {nz}")
     if path.stat().st_size < expected:  # the header alone would pass; the pixels would be missing later
         raise file_error(path, f"truncated MRC file: {path.stat().st_size} bytes, its header needs {expected}")
-    # 0 and 1.0 mean "unknown" (as in pixer.io.micrographs)
-    return (ny, nx), (value if np.isfinite(value) and value > 0 and value != 1.0 else None)
+    return (ny, nx), value
 
 
 def shapes_from_star(path: str | os.PathLike) -> dict[str, tuple[int, int]]:
