@@ -181,3 +181,18 @@ def test_labels_read_only_headers_but_refuse_a_truncated_micrograph(tmp_path):
     assert list(shapes.values()) == [(64, 80)] and list(apix.values()) == [2.0]
     with pytest.raises(PixerError, match=r"mic_0001\.mrc: truncated MRC file: 3000 bytes, its header needs 21504"):
         micrograph_files(particles.assign(micrograph="mic_0001.mrc"), [cut])
+
+
+def test_simulate_refuses_more_particles_or_debris_than_make_sense(tmp_path, capsys):
+    from pixer.simulate.dataset import max_particles_per_micrograph
+
+    assert max_particles_per_micrograph(64, 4.0, 128.0) == 16  # 256 Å square, 128 Å particles: 4 × 2²
+    rc = main(["simulate", "--out", str(tmp_path / "s"), "--n", "1", "--size", "64", "--apix", "4",
+               "--particles", "1000000000", "--no-progress"])
+    assert rc == 2
+    assert "1000000000 particles per micrograph: at most" in _error(capsys)
+    rc = main(["simulate", "--out", str(tmp_path / "s"), "--n", "1", "--size", "64", "--apix", "4",
+               "--debris", "1e12", "--no-progress"])
+    assert rc == 2
+    assert "--debris 1e+12: at most 1000 per micrograph" in _error(capsys)
+    assert not (tmp_path / "s" / "micrographs").exists()

@@ -26,6 +26,7 @@ from pixer.cli._common import (
     positive_int,
     write_run_record,
 )
+from pixer.errors import PixerError
 from pixer.simulate.dataset import SNR_DB_LIMIT, simulate_dataset
 from pixer.simulate.micrograph import DEFAULT_INTERFERENCE
 
@@ -52,7 +53,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-interference", action="store_true", help="no carbon, ice, contaminants")
     parser.add_argument("--debris", type=nonnegative_float, default=0.0, metavar="MEAN",
                         help="small dark debris (specks and strands under ~1.5 particle diameters, a common "
-                             "false positive on real micrographs): Poisson mean per micrograph (default 0)")
+                             "false positive on real micrographs): Poisson mean per micrograph, at most 1000 "
+                             "(default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -63,8 +65,14 @@ def _interference(args: argparse.Namespace) -> bool | dict:
     return {"debris": args.debris} if args.debris > 0 else True
 
 
+#: Most debris (Poisson mean per micrograph) ``--debris`` takes: already far more than real grids show.
+MAX_DEBRIS = 1000.0
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``pixer simulate``."""
+    if args.debris > MAX_DEBRIS:
+        raise PixerError(f"--debris {args.debris:g}: at most {MAX_DEBRIS:g} per micrograph")
     summary = simulate_dataset(
         args.out,
         n=args.n,

@@ -106,6 +106,12 @@ def default_particles_per_micrograph(size: int, apix: float, diameter_A: float, 
     return max(1, int(fill * size * size / disc))
 
 
+def max_particles_per_micrograph(size: int, apix: float, diameter_A: float) -> int:
+    """The most particles :func:`simulate_dataset` places on a ``size``-px square micrograph: four
+    centres per ``diameter²`` (already heavy overlap; more only costs memory and time)."""
+    return max(1, int(4 * (size * apix / diameter_A) ** 2))
+
+
 def simulate_dataset(
     out: str | os.PathLike,
     n: int,
@@ -176,6 +182,10 @@ def simulate_dataset(
                          f"({size} px x {apix:g} Å/px = {size * apix:g} Å)")
     ppm = (default_particles_per_micrograph(size, apix, diameter) if particles_per_micrograph is None
            else int(particles_per_micrograph))
+    most = max_particles_per_micrograph(size, apix, diameter)
+    if ppm > most:
+        raise PixerError(f"{ppm} particles per micrograph: at most {most} of {diameter:.0f} Å fit on a {size} px "
+                         f"micrograph at {apix:g} Å/px (4 per particle area, overlapping)")
     fvol = fourier_volume(torch.from_numpy(np.ascontiguousarray(vol, dtype=np.float32)))
     for sub in ("micrographs", "truth", "coords") if n else ():  # a folder that cannot be made fails before any write
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -230,4 +240,4 @@ def simulate_dataset(
     return summary
 
 
-__all__ = ["default_particles_per_micrograph", "simulate_dataset"]
+__all__ = ["default_particles_per_micrograph", "max_particles_per_micrograph", "simulate_dataset"]
