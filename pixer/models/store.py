@@ -153,8 +153,8 @@ def load_model(
     if not isinstance(config, dict) or not isinstance(config.get("arch"), dict):
         raise file_error(cfg_path, "not a pixer model config: no \"arch\" record (write it with pixer train)")
     arch = dict(config["arch"])
-    particle_px = config.get("particle_px", 24.0)
-    if not isinstance(particle_px, (int, float)) or not 0 < particle_px < float("inf"):
+    particle_px = config.get("particle_px")  # None: the default
+    if particle_px is not None and (not isinstance(particle_px, (int, float)) or not 0 < particle_px < float("inf")):
         raise file_error(cfg_path, f"particle_px must be a number > 0, got {particle_px!r}")
     weights = config.get("weights", WEIGHTS_PT)
     if weights not in (WEIGHTS_PT, WEIGHTS_SAFETENSORS):
