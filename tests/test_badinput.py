@@ -196,3 +196,18 @@ def test_simulate_refuses_more_particles_or_debris_than_make_sense(tmp_path, cap
     assert rc == 2
     assert "--debris 1e+12: at most 1000 per micrograph" in _error(capsys)
     assert not (tmp_path / "s" / "micrographs").exists()
+
+
+def test_evaluate_warns_when_the_truth_covers_only_some_micrographs(tmp_path, capsys):
+    picks, _ = _tables(tmp_path)
+    truth = tmp_path / "partial.csv"
+    pd.DataFrame({"micrograph": ["mic_0000.mrc", "other_0009.mrc"], "x": [11.0, 5.0], "y": [10.0, 5.0]}).to_csv(
+        truth, index=False)
+    rc = main(["evaluate", "--picks", str(picks), "--truth", str(truth), "--diameter", "20", "--apix", "1",
+               "--out", str(tmp_path / "e")])
+    assert rc == 0
+    line = _error(capsys)
+    assert line.startswith("pixer evaluate: warning: ") and "partial.csv: 1 of its 2 micrographs are not among" in line
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["warnings"] == [line.removeprefix("pixer evaluate: warning: ")]
+    assert metrics["n_true"] == 2 and metrics["recall"] == 0.5  # the unpicked micrograph's particle counts as missed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pixer.cli._common import positive_float, write_run_record
@@ -42,4 +43,6 @@ def main(args: argparse.Namespace) -> int:
     )
     write_run_record(args.out, "evaluate", args)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}, indent=2))
+    for line in metrics.get("warnings", []):
+        print(f"pixer evaluate: warning: {line}", file=sys.stderr)
     return 0

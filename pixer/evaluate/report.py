@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pixer.errors import PixerError
+from pixer.evaluate.matching import check_truth_names
 from pixer.evaluate.metrics import evaluate
 from pixer.evaluate.plots import plot_pr_curve
 from pixer.io.coords import read_csv, read_picks
@@ -39,6 +40,16 @@ def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
     else:
         table = read_picks(picks)
     return table, apix
+
+
+def _picked_micrographs(picks: Path, table: pd.DataFrame) -> list[str]:
+    """The micrographs a pick source covers: a ``pixer pick`` folder's (those with no picks too),
+    else the names in its table."""
+    if picks.is_dir() and (picks / "summary.csv").is_file():
+        from pixer.report.run import load_run
+
+        return load_run(picks).done()
+    return [str(m) for m in pd.unique(table["micrograph"].astype(str))] if "micrograph" in table else []
 
 
 def read_run_candidates(folder: Path) -> pd.DataFrame | None:
@@ -92,7 +103,13 @@ def evaluate_run(
     Returns
     -------
     dict
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``; ``warnings`` lists a partial pairing of the
+        picked micrographs with the truth's (:func:`~pixer.evaluate.matching.check_truth_names`).
+
+    Raises
+    ------
+    PixerError
+        Unreadable input, no pixel size, or picks and truth that share no micrograph.
     """
     picks_df, run_apix = read_run_picks(Path(picks))
     truth_df = read_picks(truth)
@@ -102,6 +119,8 @@ def evaluate_run(
     diameter_px = diameter_A / apix
     if "score" not in picks_df or picks_df["score"].isna().all():
         picks_df = picks_df.assign(score=1.0)
+    picked = _picked_micrographs(Path(picks), picks_df)
+    partial = check_truth_names(picked, truth_df, f"micrographs picked in {picks}", str(truth))
     result = evaluate(picks_df, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
     candidates = read_run_candidates(Path(picks))
     if candidates is not None:
@@ -117,7 +136,8 @@ def evaluate_run(
     precision, recall = np.asarray(result.pop("precision_curve")), np.asarray(result.pop("recall_curve"))
     result.pop("thresholds", None)
     plot_pr_curve({f"pixer (AUPRC {result['auprc']:.3f})": (precision, recall)}, out / "pr_curve.png")
-    result.update(apix=apix, diameter_A=diameter_A, radius_px=radius_fraction * diameter_px)
+    result.update(apix=apix, diameter_A=diameter_A, radius_px=radius_fraction * diameter_px,
+                  warnings=[partial] if partial else [])
     clean = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in result.items()}
     write_text_atomic(out / "metrics.json", json.dumps(clean, indent=2) + "\n")
     return clean
