@@ -42,30 +42,16 @@ def read_run_picks(picks: Path) -> tuple[pd.DataFrame, float | None]:
     return table, apix
 
 
-def _picked_micrographs(picks: Path, table: pd.DataFrame) -> list[str]:
-    """The micrographs a pick source covers: a ``pixer pick`` folder's (those with no picks too),
-    else the names in its table."""
-    if picks.is_dir() and (picks / "summary.csv").is_file():
-        from pixer.report.run import load_run
-
-        return load_run(picks).done()
-    return [str(m) for m in pd.unique(table["micrograph"].astype(str))] if "micrograph" in table else []
-
-
-def read_run_candidates(folder: Path) -> pd.DataFrame | None:
-    """Every candidate a ``pixer pick`` run stored in ``parts/`` (micrographs not failed), as
-    :func:`pixer.report.run.load_run` reads them.
-
-    The parts keep every candidate above the candidate floor, so their scores
-    sweep the whole precision-recall curve, where ``picks.csv`` holds only the
-    picks above the run's threshold. None when ``folder`` is not a run folder
-    with parts, or its parts hold no candidate.
-    """
+def _pick_run(picks: Path):
+    """The ``pixer pick`` run in folder ``picks`` (:func:`pixer.report.run.load_run`), or None for any
+    other coordinate source. Its ``candidates`` are every candidate the parts store (those above the
+    candidate floor), so their scores sweep the whole precision-recall curve, where ``picks.csv``
+    holds only the picks above the run's threshold."""
+    if not picks.is_dir() or not ((picks / "summary.csv").is_file() or (picks / "parts").is_dir()):
+        return None
     from pixer.report.run import load_run
 
-    if not folder.is_dir() or not (folder / "parts").is_dir():
-        return None
-    return load_run(folder).candidates
+    return load_run(picks)
 
 
 def _table_apix(table: pd.DataFrame) -> float | None:
@@ -119,10 +105,12 @@ def evaluate_run(
     diameter_px = diameter_A / apix
     if "score" not in picks_df or picks_df["score"].isna().all():
         picks_df = picks_df.assign(score=1.0)
-    picked = _picked_micrographs(Path(picks), picks_df)
+    run = _pick_run(Path(picks))  # read once: its micrographs (those without picks too) and candidates
+    names = picks_df["micrograph"].astype(str) if "micrograph" in picks_df else pd.Series(dtype=str)
+    picked = run.done() if run is not None else [str(m) for m in pd.unique(names)]
     partial = check_truth_names(picked, truth_df, f"micrographs picked in {picks}", str(truth))
     result = evaluate(picks_df, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
-    candidates = read_run_candidates(Path(picks))
+    candidates = run.candidates if run is not None and (Path(picks) / "parts").is_dir() else None
     if candidates is not None:
         curve = evaluate(candidates, truth_df, diameter_px=diameter_px, radius_fraction=radius_fraction)
         result.update({k: curve[k] for k in CURVE_KEYS})
