@@ -71,12 +71,19 @@ def test_a_micrograph_narrower_than_the_particle_is_an_error(tmp_path):
         require_room("m.mrc", (64, 100), 4.0, 5000.0)
 
 
-def test_pick_and_train_refuse_a_diameter_larger_than_the_micrographs(tmp_path, capsys):
-    rng = np.random.default_rng(0)
+def _one_micrograph(tmp_path, size: int):
+    """``tmp_path/mics`` with one ``size``² noise micrograph at 4 Å/px, and a coordinate CSV with a
+    particle at its centre."""
     (tmp_path / "mics").mkdir()
-    write_mrc(tmp_path / "mics" / "mic_0000.mrc", rng.normal(size=(64, 64)).astype(np.float32), apix=4.0)
+    image = np.random.default_rng(0).normal(size=(size, size)).astype(np.float32)
+    write_mrc(tmp_path / "mics" / "mic_0000.mrc", image, apix=4.0)
     coords = tmp_path / "coords.csv"
-    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [32.0], "y": [32.0]}).to_csv(coords, index=False)
+    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [size / 2], "y": [size / 2]}).to_csv(coords, index=False)
+    return tmp_path / "mics", coords
+
+
+def test_pick_and_train_refuse_a_diameter_larger_than_the_micrographs(tmp_path, capsys):
+    _, coords = _one_micrograph(tmp_path, 64)
     rc = main(["train", "--micrographs", str(tmp_path / "mics"), "--coords", str(coords), "--diameter", "5000",
                "--out", str(tmp_path / "model"), "--steps", "1", "--no-progress"])
     assert rc == 2
@@ -140,11 +147,7 @@ def test_a_star_row_with_the_wrong_number_of_fields_names_its_line(tmp_path):
 
 
 def test_train_classifier_negatives_on_no_micrograph_given(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    (tmp_path / "mics").mkdir()
-    write_mrc(tmp_path / "mics" / "mic_0000.mrc", rng.normal(size=(96, 96)).astype(np.float32), apix=4.0)
-    coords = tmp_path / "coords.csv"
-    pd.DataFrame({"micrograph": ["mic_0000.mrc"], "x": [48.0], "y": [48.0]}).to_csv(coords, index=False)
+    _, coords = _one_micrograph(tmp_path, 96)
     negatives = tmp_path / "rejected.csv"
     pd.DataFrame({"micrograph": ["other_0001.mrc"] * 2, "x": [20.0, 70.0], "y": [20.0, 70.0]}).to_csv(
         negatives, index=False)
@@ -157,9 +160,7 @@ def test_train_classifier_negatives_on_no_micrograph_given(tmp_path, capsys):
 
 def test_train_on_a_labels_folder_without_labels_json(tmp_path, capsys):
     (tmp_path / "labels").mkdir()
-    (tmp_path / "mics").mkdir()
-    write_mrc(tmp_path / "mics" / "mic_0000.mrc", np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32),
-              apix=4.0)
+    _one_micrograph(tmp_path, 64)
     rc = main(["train", "--micrographs", str(tmp_path / "mics"), "--labels", str(tmp_path / "labels"),
                "--out", str(tmp_path / "model"), "--steps", "1", "--no-progress"])
     assert rc == 2
