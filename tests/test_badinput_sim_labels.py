@@ -188,9 +188,10 @@ def test_labels_diameter_larger_than_micrograph(sim, tmp_path, capsys):
 def test_disc_labels_refuse_a_diameter_larger_than_micrograph(sim):
     picks = read_picks(sim / "coords")
     name = str(picks["micrograph"].iloc[0])
-    with pytest.raises(PixerError, match="larger than the micrograph"):
+    with pytest.raises(PixerError, match="is smaller than the particle diameter 600 Å"):
         next(disc_label_results(picks, {name: (128, 128)}, 600.0, 4.0))
-    with pytest.raises(PixerError, match=r"mic_x: particle diameter 60 Å .*\(10 px x 4 Å/px = 40 Å\)"):
+    with pytest.raises(PixerError, match=r"mic_x: the micrograph \(20 × 10 px at 4 Å/px, 40 Å across\) is smaller "
+                                         r"than the particle diameter 60 Å"):
         check_diameter(60.0, {"mic_x": (10, 20)}, {"mic_x": 4.0})
     check_diameter(40.0, {"mic_x": (10, 20)}, 4.0)  # exactly the micrograph: allowed
 
@@ -198,7 +199,7 @@ def test_disc_labels_refuse_a_diameter_larger_than_micrograph(sim):
 def test_simulate_particle_larger_than_micrograph(tmp_path, capsys):
     err = _one_line_error(["simulate", "--out", str(tmp_path / "s"), "--n", "1", "--size", "16", "--apix", "2",
                            "--demo", "small", "--no-progress"], capsys)
-    assert "demo:small" in err and "larger than the micrograph" in err and "32 Å" in err, err
+    assert "demo:small" in err and "is smaller than the particle diameter" in err and "32 Å across" in err, err
     assert not (tmp_path / "s").exists()
 
 

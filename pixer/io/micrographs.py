@@ -125,8 +125,22 @@ def read_micrograph(
     return Micrograph(data=data, apix=final_apix, path=path, name=path.stem)
 
 
-def require_room(path: str | os.PathLike, shape: tuple[int, ...], apix: float, diameter_A: float) -> None:
+def require_room(path: str | os.PathLike, shape: tuple[int, ...], apix: float, diameter_A: float,
+                 what: str = "particle diameter", hint: str = "check --diameter and --apix") -> None:
     """A one-line error when a ``(h, w)`` micrograph of ``apix`` Å/px is narrower than one particle.
+
+    Parameters
+    ----------
+    path
+        The micrograph (or what to name in the message).
+    shape
+        ``(..., h, w)`` in px.
+    apix
+        Pixel size, Å/px.
+    diameter_A
+        Particle (or label disc) diameter, Å; a micrograph exactly that wide passes.
+    what, hint
+        What ``diameter_A`` is, and the advice that ends the message.
 
     Raises
     ------
@@ -137,7 +151,7 @@ def require_room(path: str | os.PathLike, shape: tuple[int, ...], apix: float, d
     side = min(h, w) * float(apix)
     if side < diameter_A:
         raise file_error(path, f"the micrograph ({w} × {h} px at {apix:g} Å/px, {side:.0f} Å across) is smaller "
-                               f"than the particle diameter {diameter_A:g} Å: check --diameter and --apix")
+                               f"than the {what} {diameter_A:g} Å: {hint}")
 
 
 def _read_mrc(path: Path, mmap: bool) -> tuple[np.ndarray, float | None]:

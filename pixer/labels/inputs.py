@@ -29,7 +29,7 @@ import pandas as pd
 
 from pixer.errors import PixerError, file_error
 from pixer.io.match import match_micrograph_names
-from pixer.io.micrographs import MRC_SUFFIXES, header_apix, read_micrograph
+from pixer.io.micrographs import MRC_SUFFIXES, header_apix, read_micrograph, require_room
 from pixer.io.star import read_star_blocks
 
 #: ``attrs["apix_source"]`` prefix of read_particles' last-resort guess
@@ -142,7 +142,7 @@ def check_diameter(
     apix: float | Mapping[str, float],
     what: str = "particle diameter",
 ) -> None:
-    """Refuse a particle larger than a micrograph.
+    """Refuse a particle larger than a micrograph (:func:`pixer.io.micrographs.require_room` on each).
 
     Parameters
     ----------
@@ -158,17 +158,14 @@ def check_diameter(
     Raises
     ------
     PixerError
-        One line naming the first micrograph whose smaller side (× its pixel
-        size) is shorter than ``diameter_A``, with both lengths in Å.
+        A diameter that is not a finite number > 0, or one line naming the first
+        micrograph whose smaller side (× its pixel size) is shorter than ``diameter_A``.
     """
     if not 0 < diameter_A < math.inf:
         raise PixerError(f"{what} must be a finite number > 0 Å, got {diameter_A}")
     for name, (h, w) in shapes.items():
-        px = float(apix[name] if isinstance(apix, Mapping) else apix)
-        side = min(int(h), int(w)) * px
-        if diameter_A > side:
-            raise PixerError(f"{name}: {what} {diameter_A:g} Å is larger than the micrograph "
-                             f"({min(int(h), int(w))} px x {px:g} Å/px = {side:g} Å)")
+        require_room(name, (int(h), int(w)), float(apix[name] if isinstance(apix, Mapping) else apix), diameter_A,
+                     what=what)
 
 
 def _apix_error(source: str, name: str, particles: pd.DataFrame, star_source: str) -> str:

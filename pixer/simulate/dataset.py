@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 import pixer
 from pixer.errors import PixerError
-from pixer.io.micrographs import write_micrographs_star
+from pixer.io.micrographs import require_room, write_micrographs_star
 from pixer.io.mrc_write import write_mrc
 from pixer.io.paths import atomic_path
 from pixer.io.star import write_particles_star
@@ -177,9 +177,8 @@ def simulate_dataset(
         raise PixerError(f"SNR must be a finite number of dB within ±{SNR_DB_LIMIT:g}, got {snr_db}")
     vol, vol_apix, source = _specimen(map_path, map_apix, pdb_path, demo, apix)
     diameter = estimate_diameter(vol, vol_apix)
-    if n and diameter > size * apix:
-        raise PixerError(f"{source}: particle diameter {diameter:.1f} Å is larger than the micrograph "
-                         f"({size} px x {apix:g} Å/px = {size * apix:g} Å)")
+    if n:
+        require_room(source, (size, size), apix, diameter, hint="raise --size or --apix")
     ppm = (default_particles_per_micrograph(size, apix, diameter) if particles_per_micrograph is None
            else int(particles_per_micrograph))
     most = max_particles_per_micrograph(size, apix, diameter)
